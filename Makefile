@@ -1,0 +1,32 @@
+# probe: the two commands are `make demo` and `make test`; both install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install test lint demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check probe tests bench migrations
+	$(VENV)/bin/ruff format --check probe tests bench migrations
+	$(VENV)/bin/mypy
+
+demo: install
+	$(PY) -m probe.demo
+
+bench: install
+	$(PY) bench/store_ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache probe.egg-info

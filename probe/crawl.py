@@ -1,0 +1,495 @@
+"""The nightly crawl: every endpoint of a directory, concurrently and politely, into the store.
+
+Observations are written as they are made (batched by the store writer); a run interrupted by
+a signal or a crash keeps them, is marked interrupted, and `--resume` redoes only the
+endpoints it had not finished, after clearing their partial rows, so nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+import httpx
+from sqlalchemy.exc import SQLAlchemyError
+
+from probe.breaker import DEFAULT_THRESHOLD as DEFAULT_BREAKER_THRESHOLD
+from probe.breaker import CircuitBreaker, OpenCircuit
+from probe.checks.portal import PortalObservation, run_portal_checks
+from probe.directory import Directory, Target, targets
+from probe.discovery import run_discovery
+from probe.drift.keys import observe_key_set
+from probe.drift.nightly import DriftSettings, NightlyDrift, after_run
+from probe.fetch import Fetcher, Limits, new_client
+from probe.models import CheckResult, ExtractStep, Report, Status
+from probe.politeness import Politeness
+from probe.secrets import SecretSource, TokenStore
+from probe.store import RunKind, RunStatus, Store, TargetStatus
+from probe.store.resume import clear_target_observations
+from probe.store.runs import (
+    latest_resumable_run,
+    register_targets,
+    resume_run,
+    run_has_targets,
+    unfinished_targets,
+)
+from probe.store.writer import StoreWriter
+from probe.sync.result import SyncResult
+from probe.sync.runner import SyncLimits
+from probe.sync.session import sync_patient
+
+log = logging.getLogger(__name__)
+
+PORTAL_ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlOptions:
+    """How hard and how widely to crawl."""
+
+    concurrency: int = 8
+    per_host: int = 2
+    rate: float = 5.0
+    total_requests: int = 32
+    limits: Limits = field(default_factory=Limits)
+    sync_limits: SyncLimits = field(default_factory=SyncLimits)
+    sync: bool = True
+    portal: bool = True
+    token_store: Path | None = None
+    verify: bool | str = True
+    drift: DriftSettings = field(default_factory=DriftSettings)
+    endpoint_deadline: float = 900.0
+    breaker_threshold: int = DEFAULT_BREAKER_THRESHOLD
+    store_down_limit: float = 300.0
+
+    def to_config(self) -> dict[str, Any]:
+        """The options as stored with the run (no secrets here)."""
+        return {
+            "concurrency": self.concurrency,
+            "per_host": self.per_host,
+            "rate": self.rate,
+            "total_requests": self.total_requests,
+            "sync": self.sync,
+            "portal": self.portal,
+            "timeouts": {
+                "connect": self.limits.connect_timeout,
+                "read": self.limits.read_timeout,
+                "total": self.limits.total_timeout,
+            },
+            "bounds": {
+                "endpoint_deadline": self.endpoint_deadline,
+                "max_body_bytes": self.limits.max_body_bytes,
+                "max_redirects": self.limits.max_redirects,
+                "max_pages": self.sync_limits.max_pages,
+                "max_references": self.sync_limits.max_references,
+                "breaker_threshold": self.breaker_threshold,
+                "store_down_limit": self.store_down_limit,
+            },
+        }
+
+
+@dataclass(slots=True)
+class TargetOutcome:
+    """What one target's probe produced (kept small: no bodies)."""
+
+    target: Target
+    endpoint_id: int
+    checks: list[CheckResult] = field(default_factory=list)
+    syncs: list[SyncResult] = field(default_factory=list)
+    error: str | None = None
+    duration_ms: float = 0.0
+
+    @property
+    def failed_required(self) -> list[str]:
+        """Ids of required checks that failed."""
+        return [c.id for c in self.checks if c.blocking]
+
+    def status_counts(self) -> dict[str, int]:
+        """Check results per status."""
+        counts = {str(s): 0 for s in Status}
+        for c in self.checks:
+            counts[str(c.status)] += 1
+        return counts
+
+
+class CrawlReporter(Protocol):
+    """Progress output, kept apart from crawling (rich on a terminal, log lines for cron)."""
+
+    def started(self, run_id: int, total: int, resumed: bool) -> None:
+        """The run began with `total` targets to probe."""
+
+    def target_done(self, outcome: TargetOutcome, done: int, total: int) -> None:
+        """One target finished."""
+
+    def finished(self, status: RunStatus, outcomes: Sequence[TargetOutcome]) -> None:
+        """The run ended."""
+
+
+@dataclass(slots=True)
+class CrawlSummary:
+    """The end of a crawl: its run id, final status and each target's outcome."""
+
+    run_id: int
+    status: RunStatus
+    outcomes: list[TargetOutcome]
+    resumed: bool
+    skipped_done: int = 0
+    host_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    writer_ok: bool = True
+    drift: NightlyDrift | None = None
+    open_circuits: list[OpenCircuit] = field(default_factory=list)
+    store_error: str | None = None
+
+
+def parse_shard(value: str) -> tuple[int, int]:
+    """'I/N' (1-based) to (I, N); ValueError with a usage message otherwise."""
+    try:
+        index_text, count_text = value.split("/")
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        raise ValueError(f"--shard takes I/N, e.g. 1/4, not {value!r}") from None
+    if not 1 <= index <= count:
+        raise ValueError(f"--shard {value}: I must be between 1 and N")
+    return index, count
+
+
+def in_shard(target: Target, shard: tuple[int, int] | None) -> bool:
+    """True when the target belongs to shard I of N (stable across hosts and runs)."""
+    if shard is None:
+        return True
+    index, count = shard
+    return zlib.crc32(target.key.encode()) % count == index - 1
+
+
+def select_targets(
+    directory: Directory, only: Sequence[str] = (), shard: tuple[int, int] | None = None
+) -> list[Target]:
+    """The targets this crawl probes, filtered by payer name (--only) and shard."""
+    wanted = {name.casefold() for name in only}
+    chosen = [
+        t
+        for t in targets(directory)
+        if (not wanted or t.payer.name.casefold() in wanted) and in_shard(t, shard)
+    ]
+    return chosen
+
+
+def unknown_names(directory: Directory, only: Sequence[str]) -> list[str]:
+    """Names given to --only that match no payer."""
+    names = {p.name.casefold() for p in directory.payers}
+    return [n for n in only if n.casefold() not in names]
+
+
+class Crawler:
+    """Probes targets and writes what it sees through a StoreWriter."""
+
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        writer: StoreWriter,
+        secrets: SecretSource,
+        options: CrawlOptions,
+    ) -> None:
+        self.fetcher = fetcher
+        self.writer = writer
+        self.secrets = secrets
+        self.options = options
+        # Without a configured file, rotated refresh tokens are still shared within the run.
+        self.token_store = TokenStore(options.token_store)
+
+    async def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+
+    async def probe(self, target: Target, endpoint_id: int) -> TargetOutcome:
+        """Discovery, portal and syncs for one target within the endpoint deadline.
+
+        Faults become observations. When the deadline expires the target is marked failed with
+        an ``endpoint_deadline`` error; what was observed until then is kept.
+        """
+        started = datetime.now(UTC)
+        outcome = TargetOutcome(target, endpoint_id)
+        await self._write(
+            self.writer.mark_target, endpoint_id, TargetStatus.PENDING, started_at=started
+        )
+        deadline = self.options.endpoint_deadline
+        with anyio.move_on_after(deadline) as scope:
+            await self._probe(target, endpoint_id, outcome, anyio.current_time() + deadline)
+        if scope.cancelled_caught and outcome.error is None:
+            outcome.error = f"endpoint_deadline: not finished within {deadline:g} s"
+        outcome.duration_ms = (datetime.now(UTC) - started).total_seconds() * 1000
+        if outcome.error is not None:
+            await self._write(
+                self.writer.mark_target, endpoint_id, TargetStatus.FAILED, error=outcome.error
+            )
+        else:
+            await self._write(self.writer.mark_target, endpoint_id, TargetStatus.DONE)
+        return outcome
+
+    async def _probe(
+        self, target: Target, endpoint_id: int, outcome: TargetOutcome, ends_at: float
+    ) -> None:
+        report = await run_discovery(self.fetcher, target.base_url)
+        if self.options.drift.observe_keys:  # drift: the jwks_uri's key ids (smart.jwks)
+            await observe_key_set(self.fetcher, report)
+        outcome.checks = list(report.results)
+        await self._write(self._store_report, endpoint_id, report)
+        own = target.environment == target.endpoint.environment
+        portal_url = target.endpoint.portal_url
+        if self.options.portal and own and portal_url:
+            portal_checks = await self._portal(endpoint_id, portal_url)
+            outcome.checks += portal_checks
+        reachable = report.result("metadata.reachable").evidence.get("http_status") is not None
+        if self.options.sync and own and target.endpoint.credentials is not None and reachable:
+            for patient in target.endpoint.test_patients:
+                # The sync's own deadline ends before the endpoint's, so it stops cleanly.
+                left = ends_at - anyio.current_time() - 1.0
+                if left <= 0:
+                    outcome.error = (
+                        f"endpoint_deadline: no time left for test patient {patient.label}"
+                    )
+                    return
+                limits = self.options.sync_limits
+                capped = left < limits.deadline_s
+                if capped:
+                    limits = dataclasses.replace(limits, deadline_s=left)
+                result = await sync_patient(
+                    self.fetcher,
+                    report.base_url,
+                    patient.id,
+                    target.endpoint.credentials,
+                    self.secrets,
+                    patient_label=patient.label,
+                    capability=report.documents.get("capability"),
+                    smart_configuration=report.documents.get("smart_configuration"),
+                    token_store=self.token_store,
+                    limits=limits,
+                    on_exchanges=lambda ex: self.writer.add_exchanges(endpoint_id, ex),
+                )
+                if capped and result.outcome == "timeout":
+                    deadline = self.options.endpoint_deadline
+                    why = f"the endpoint's {deadline:g} s deadline cut the sync short"
+                    result.add_finding("endpoint_deadline", why)
+                    outcome.error = f"endpoint_deadline: {why} ({patient.label})"
+                outcome.syncs.append(result)
+                await self._write(self._store_sync, endpoint_id, result)
+                if outcome.error is not None:
+                    return
+
+    def _store_report(self, endpoint_id: int, report: Report) -> None:
+        self.writer.add_exchanges(endpoint_id, report.exchanges)
+        self.writer.add_check_results(endpoint_id, report.results)
+        for kind, body in report.documents.items():
+            self.writer.add_document(endpoint_id, kind, body)
+
+    def _store_sync(self, endpoint_id: int, result: SyncResult) -> None:
+        details = result.to_json()
+        for key in ("resources_by_type", "base_url"):
+            details.pop(key, None)
+        self.writer.add_sync_job(
+            endpoint_id,
+            result.patient_label,
+            created_at=result.created_at,
+            completed_at=result.completed_at,
+            outcome=result.outcome,
+            resources_by_type=result.resources_by_type,
+            pages=result.pages,
+            size_bytes=result.bytes,
+            references_found=result.references.found,
+            references_resolved=result.references.resolved,
+            details=details,
+        )
+
+    async def _portal(self, endpoint_id: int, url: str) -> list[CheckResult]:
+        portal_fetcher = Fetcher(
+            self.fetcher.client,
+            Limits(
+                connect_timeout=self.options.limits.connect_timeout,
+                read_timeout=self.options.limits.read_timeout,
+                total_timeout=self.options.limits.total_timeout,
+                max_body_bytes=2 * 1024 * 1024,
+                max_redirects=10,
+                max_retries=1,
+            ),
+            gate=self.fetcher.gate,
+            sleep=self.fetcher.sleep,
+            breaker=self.fetcher.breaker,
+            guard=self.fetcher.guard,
+        )
+        attempts = await portal_fetcher.get(
+            url, step=ExtractStep.PORTAL, accept=PORTAL_ACCEPT, follow_cross_origin=True
+        )
+        results = run_portal_checks(PortalObservation(url, attempts[-1]))
+        await self._write(self.writer.add_exchanges, endpoint_id, attempts)
+        await self._write(self.writer.add_check_results, endpoint_id, results)
+        return results
+
+
+async def crawl(
+    store: Store,
+    directory: Directory,
+    chosen: Sequence[Target],
+    options: CrawlOptions,
+    reporter: CrawlReporter,
+    *,
+    secrets: SecretSource,
+    resume: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
+    handle_signals: bool = False,
+) -> CrawlSummary:
+    """Run (or resume) a nightly crawl of `chosen` targets and return its summary."""
+    store.mark_stale_runs_interrupted()
+    ids = await anyio.to_thread.run_sync(store.upsert_directory, directory)
+    by_id = {ids[t.key]: t for t in chosen}
+    run_id: int | None = None
+    resumed = False
+    skipped = 0
+    if resume:
+        run_id = latest_resumable_run(store.engine, RunKind.NIGHTLY)
+    if run_id is not None:
+        resume_run(store.engine, run_id)
+        resumed = True
+        if not run_has_targets(store.engine, run_id):  # killed before its targets were listed
+            register_targets(store.engine, run_id, by_id)
+        todo_ids = [eid for eid in unfinished_targets(store.engine, run_id) if eid in by_id]
+        skipped = len(by_id) - len(todo_ids)
+        clear_target_observations(store.engine, run_id, todo_ids)
+    else:
+        run_id = store.start_run(RunKind.NIGHTLY, options.to_config())
+        register_targets(store.engine, run_id, by_id)
+        todo_ids = list(by_id)
+    todo = [(by_id[eid], eid) for eid in todo_ids]
+    gate = Politeness(per_host=options.per_host, rate=options.rate, total=options.total_requests)
+    breaker = CircuitBreaker(options.breaker_threshold) if options.breaker_threshold > 0 else None
+    outcomes: list[TargetOutcome] = []
+    status = RunStatus.COMPLETED
+    store_error: str | None = None
+    reporter.started(run_id, len(todo), resumed)
+    writer = store.writer(run_id).start()
+    try:
+        client = (
+            httpx.AsyncClient(transport=transport, follow_redirects=False)
+            if transport is not None
+            else new_client(verify=options.verify)
+        )
+        async with client:
+            fetcher = Fetcher(client, options.limits, gate=gate, breaker=breaker)
+            crawler = Crawler(fetcher, writer, secrets, options)
+            status, store_error = await _run_all(
+                crawler, todo, options, reporter, outcomes, handle_signals
+            )
+    except BaseException:
+        status = RunStatus.INTERRUPTED
+        raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            # A run that finished during an outage waits (up to the limit) for the database.
+            patience = options.store_down_limit if status is RunStatus.COMPLETED else 0.0
+            writer_ok = await anyio.to_thread.run_sync(lambda: writer.close(retry_for=patience))
+            notes = [f"circuit open for {c.host}: {c.reason}" for c in _circuits(breaker)]
+            if not writer_ok:
+                # Endpoints whose observations were not written are not marked done either, so
+                # the run is resumable: `probe run --resume` redoes exactly those.
+                status = RunStatus.INTERRUPTED
+                unwritten = writer.stats()
+                store_error = store_error or (
+                    f"the store is unreachable ({unwritten.last_error}); "
+                    f"{unwritten.buffered} observations could not be written"
+                )
+                notes.insert(0, store_error)
+            note = "; ".join(notes)[:2000] or None
+            try:
+                await anyio.to_thread.run_sync(lambda: store.finish_run(run_id, status, note=note))
+            except SQLAlchemyError as exc:
+                log.error("could not record the end of run %s: %s", run_id, exc)
+                store_error = store_error or f"could not record the end of the run: {exc}"
+        reporter.finished(status, outcomes)
+    summary = CrawlSummary(run_id, status, outcomes, resumed, skipped, gate.stats(), writer_ok)
+    summary.open_circuits = _circuits(breaker)
+    summary.store_error = store_error
+    # -- nightly drift (probe.drift): compare each endpoint with its previous run, notify --
+    if status is RunStatus.COMPLETED and options.drift.enabled:
+        summary.drift = await after_run(store, run_id, options.drift)
+    return summary
+
+
+def _circuits(breaker: CircuitBreaker | None) -> list[OpenCircuit]:
+    return breaker.open_circuits() if breaker is not None else []
+
+
+async def _run_all(
+    crawler: Crawler,
+    todo: Sequence[tuple[Target, int]],
+    options: CrawlOptions,
+    reporter: CrawlReporter,
+    outcomes: list[TargetOutcome],
+    handle_signals: bool,
+) -> tuple[RunStatus, str | None]:
+    """Probe every target; returns the status and, if the store stopped the run, why."""
+    limiter = anyio.CapacityLimiter(options.concurrency)
+    interrupted = False
+    store_gave_up: str | None = None
+
+    async def one(target: Target, endpoint_id: int) -> None:
+        async with limiter:
+            try:
+                outcome = await crawler.probe(target, endpoint_id)
+            except Exception as exc:  # a bug in probe must not end the night for everyone
+                outcome = TargetOutcome(target, endpoint_id, error=f"{type(exc).__name__}: {exc}")
+                await anyio.to_thread.run_sync(
+                    lambda: crawler.writer.mark_target(
+                        endpoint_id, TargetStatus.FAILED, error=outcome.error
+                    )
+                )
+        outcomes.append(outcome)
+        reporter.target_done(outcome, len(outcomes), len(todo))
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        nonlocal interrupted
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                interrupted = True
+                scope.cancel()
+                return
+
+    async def watch_store(scope: anyio.CancelScope) -> None:
+        # The writer keeps observations and retries while the database is down; past the limit
+        # the run stops cleanly rather than buffer without end (a resume finishes it later).
+        nonlocal store_gave_up
+        failing_since: float | None = None
+        while True:
+            await anyio.sleep(0.25)
+            stats = crawler.writer.stats()
+            now = anyio.current_time()
+            if stats.consecutive_failures == 0:
+                failing_since = None
+                continue
+            failing_since = now if failing_since is None else failing_since
+            if now - failing_since >= options.store_down_limit:
+                store_gave_up = (
+                    f"the store has been unreachable for {now - failing_since:.0f} s "
+                    f"({stats.last_error}); the run stopped with {stats.buffered} observations "
+                    "unwritten"
+                )
+                log.error("%s", store_gave_up)
+                scope.cancel()
+                return
+
+    async with anyio.create_task_group() as outer:
+        if handle_signals:
+            outer.start_soon(watch, outer.cancel_scope)
+        outer.start_soon(watch_store, outer.cancel_scope)
+        async with anyio.create_task_group() as tg:
+            for target, endpoint_id in todo:
+                tg.start_soon(one, target, endpoint_id)
+        outer.cancel_scope.cancel()
+    if store_gave_up is not None:
+        return RunStatus.INTERRUPTED, store_gave_up
+    return (RunStatus.INTERRUPTED if interrupted else RunStatus.COMPLETED), None

@@ -1,0 +1,204 @@
+"""`probe run endpoints.yaml`: the nightly crawl command (argument parsing and output only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import typer
+from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
+
+from probe import bounds_options as bounds
+from probe.crawl import (
+    CrawlOptions,
+    CrawlSummary,
+    crawl,
+    parse_shard,
+    select_targets,
+    unknown_names,
+)
+from probe.crawl_progress import reporter_for, summary_table
+from probe.directory import DirectoryError, load_directory
+from probe.drift.classify import DriftThresholds
+from probe.drift.nightly import DriftSettings
+from probe.drift.notify import validate_webhook_url
+from probe.secrets import SecretSource
+from probe.store import RunLockHeld, RunStatus, StoreError, open_store
+from probe.store.commands import DbOption
+from probe.sync.runner import SyncLimits
+
+EXIT_LOCKED = 3
+EXIT_STORE = 4
+_CRAWL_DEFAULTS = CrawlOptions()
+
+
+def run_command(
+    directory_file: Annotated[Path, typer.Argument(help="the endpoints directory (YAML)")],
+    db: DbOption = None,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="probe only this payer (repeatable)")
+    ] = None,
+    shard: Annotated[
+        str | None, typer.Option(help="I/N: probe the I-th of N stable slices of the directory")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="endpoints probed at once")] = 8,
+    per_host: Annotated[int, typer.Option(min=1, help="requests in flight per host")] = 2,
+    rate: Annotated[float, typer.Option(min=0.01, help="request starts per second per host")] = 5.0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="seconds per request")] = 20.0,
+    no_sync: Annotated[bool, typer.Option("--no-sync", help="discovery only")] = False,
+    no_portal: Annotated[bool, typer.Option("--no-portal", help="skip developer portals")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="finish the last interrupted run instead of a new one")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="validate and list what would be probed")
+    ] = False,
+    token_store: Annotated[
+        Path | None, typer.Option(help="YAML file keeping rotated refresh tokens")
+    ] = None,
+    ca_bundle: Annotated[str | None, typer.Option(help="CA bundle for private CAs")] = None,
+    notify_webhook: Annotated[
+        str | None, typer.Option(help="POST the run's new drift events (JSON) to this URL")
+    ] = None,
+    drift_slower_percent: Annotated[
+        float, typer.Option(min=0, help="drift: a sync this much slower (median, %) ...")
+    ] = 50.0,
+    drift_slower_seconds: Annotated[
+        float, typer.Option(min=0, help="... and this many seconds slower is notable")
+    ] = 2.0,
+    endpoint_deadline: Annotated[
+        float,
+        typer.Option(min=1, help="seconds for everything about one endpoint (endpoint_deadline)"),
+    ] = _CRAWL_DEFAULTS.endpoint_deadline,
+    max_pages: Annotated[
+        int, typer.Option(min=1, help="pages per sync (page_cap)")
+    ] = _CRAWL_DEFAULTS.sync_limits.max_pages,
+    max_references: Annotated[
+        int, typer.Option(min=0, help="references fetched per sync (reference_cap)")
+    ] = _CRAWL_DEFAULTS.sync_limits.max_references,
+    max_body_mb: bounds.MaxBodyMb = bounds.DEFAULT_MAX_BODY_MB,
+    max_redirects: bounds.MaxRedirects = bounds.DEFAULT_MAX_REDIRECTS,
+    max_retries: bounds.MaxRetries = bounds.DEFAULT_MAX_RETRIES,
+    cross_origin_redirects: bounds.CrossOriginRedirects = False,
+    breaker_threshold: bounds.BreakerThreshold = bounds.DEFAULT_BREAKER_THRESHOLD,
+    store_down_limit: Annotated[
+        float,
+        typer.Option(
+            min=1, help="seconds the database may stay unreachable before the run stops (resumable)"
+        ),
+    ] = _CRAWL_DEFAULTS.store_down_limit,
+) -> None:
+    """Crawl every endpoint of a directory into the store (the nightly job), then detect drift."""
+    err = Console(stderr=True)
+    try:  # drift options (docs/drift.md)
+        webhook = validate_webhook_url(notify_webhook) if notify_webhook else None
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    try:
+        directory = load_directory(directory_file)
+    except DirectoryError as exc:
+        for problem in exc.problems:
+            err.print(problem, markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    try:
+        shard_spec = parse_shard(shard) if shard else None
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    missing = unknown_names(directory, only or [])
+    if missing:
+        err.print(f"error: --only names no payer in the directory: {', '.join(missing)}")
+        raise typer.Exit(2)
+    chosen = select_targets(directory, only or [], shard_spec)
+    if dry_run:
+        for t in chosen:
+            sync_note = ""
+            if t.endpoint.credentials and t.environment == t.endpoint.environment:
+                sync_note = f"\tsync: {len(t.endpoint.test_patients)} patient(s)"
+            typer.echo(f"{t.payer.name}\t{t.environment}\t{t.base_url}{sync_note}")
+        typer.echo(f"{len(chosen)} endpoints would be probed")
+        return
+    secrets_file = None
+    if directory.secrets_file:
+        secrets_file = (directory_file.parent / directory.secrets_file).resolve()
+    options = CrawlOptions(
+        concurrency=concurrency,
+        per_host=per_host,
+        rate=rate,
+        limits=bounds.fetch_limits(
+            timeout,
+            total=timeout * 1.5,
+            max_body_mb=max_body_mb,
+            max_redirects=max_redirects,
+            max_retries=max_retries,
+            cross_origin_redirects=cross_origin_redirects,
+        ),
+        sync_limits=SyncLimits(max_pages=max_pages, max_references=max_references),
+        endpoint_deadline=endpoint_deadline,
+        breaker_threshold=breaker_threshold,
+        store_down_limit=store_down_limit,
+        sync=not no_sync,
+        portal=not no_portal,
+        token_store=token_store,
+        verify=ca_bundle or True,
+        drift=DriftSettings(
+            observe_keys=True,
+            thresholds=DriftThresholds(drift_slower_percent, drift_slower_seconds),
+            webhook_url=webhook,
+        ),
+    )
+    # Cron and journald capture a pipe: give the summary table room instead of 80 columns.
+    console = Console() if Console().is_terminal else Console(width=160)
+    try:
+        store = open_store(db)
+    except StoreError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_STORE) from None
+    lock_name = "nightly" if shard_spec is None else f"nightly:{shard_spec[0]}/{shard_spec[1]}"
+    try:
+        with store, store.run_lock(lock_name):
+
+            async def go() -> CrawlSummary:
+                return await crawl(
+                    store,
+                    directory,
+                    chosen,
+                    options,
+                    reporter_for(err),
+                    secrets=SecretSource(secrets_file),
+                    resume=resume,
+                    handle_signals=True,
+                )
+
+            summary = anyio.run(go)
+    except RunLockHeld as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_LOCKED) from None
+    except (StoreError, SQLAlchemyError) as exc:
+        err.print(f"error: the store failed: {exc}", markup=False)
+        raise typer.Exit(EXIT_STORE) from None
+    console.print(summary_table(summary.outcomes))
+    console.print(
+        f"run {summary.run_id} {summary.status}: {len(summary.outcomes)} probed"
+        + (f", {summary.skipped_done} already done" if summary.resumed else ""),
+        markup=False,
+    )
+    for line in summary.drift.lines() if summary.drift else []:  # drift: detection, webhook
+        console.print(line, markup=False)
+    for circuit in summary.open_circuits:  # hosts the breaker stopped (docs/hostile.md)
+        console.print(f"circuit open for {circuit.host}: {circuit.reason}", markup=False)
+    if summary.store_error is not None:
+        err.print(
+            f"error: {summary.store_error}; endpoints not written are not marked done: "
+            "`probe run --resume` finishes the run once the database is back",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_STORE)
+    if summary.status is RunStatus.INTERRUPTED:
+        err.print("interrupted: `probe run --resume` finishes it", markup=False)
+        raise typer.Exit(130)
+    if summary.status is RunStatus.FAILED:
+        raise typer.Exit(EXIT_STORE)

@@ -1,0 +1,444 @@
+"""The payer directory (`endpoints.yaml`): its schema, and loading it with errors by line and field.
+
+The schema is documented in docs/directory.md (README "Configuration"). Secrets never live in
+this file: credentials name environment variables (``{env: NAME}``) or keys of the secrets file
+named by ``secrets_file`` (``{secret: KEY}``); the loader refuses anything that looks like an
+inline secret.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class OrganizationStatus(enum.StrEnum):
+    """A payer's connection status as the State of the Payer report classifies it."""
+
+    LIVE = "Live"
+    USER_VALIDATED = "User Validated"
+    INFERRED_VALIDATED = "Inferred Validated"
+    BROKEN = "Broken"
+    UNAVAILABLE_BUT_PLANNED = "Unavailable but Planned"
+    APPLIED = "Applied"
+    READY_TO_CONFIGURE = "Ready to Configure"
+    NONE = "none"
+
+
+class Environment(enum.StrEnum):
+    """Which environment an endpoint serves."""
+
+    PRODUCTION = "production"
+    SANDBOX = "sandbox"
+
+
+class LineOfBusiness(enum.StrEnum):
+    """Lines of business a payer offers and supports through its Patient Access API."""
+
+    COMMERCIAL = "commercial"
+    MEDICARE_ADVANTAGE = "medicare_advantage"
+    MEDICAID = "medicaid"
+    CHIP = "chip"
+    FEDERAL_EMPLOYEE = "federal_employee"
+    QHP = "qhp"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Strict):
+    """Where a secret comes from: an environment variable or a key of the secrets file."""
+
+    env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    secret: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.secret is None):
+            raise ValueError("give exactly one of 'env' (a variable name) or 'secret' (a key)")
+        return self
+
+    def describe(self) -> str:
+        """A safe description of where the secret lives (never its value)."""
+        return f"env:{self.env}" if self.env else f"secrets-file:{self.secret}"
+
+
+class BearerCredentials(_Strict):
+    """A static access token."""
+
+    kind: Literal["bearer"]
+    token: SecretRef
+
+
+class RefreshTokenCredentials(_Strict):
+    """A refresh token exchanged at the token endpoint, for a confidential or public client."""
+
+    kind: Literal["refresh_token"]
+    client_id: str = Field(min_length=1)
+    client_secret: SecretRef | None = None
+    refresh_token: SecretRef
+    auth_method: Literal["client_secret_basic", "client_secret_post", "none"] = (
+        "client_secret_basic"
+    )
+    token_url: str | None = None
+    scope: str | None = None
+
+    @model_validator(mode="after")
+    def _secret_matches_method(self) -> RefreshTokenCredentials:
+        if self.auth_method != "none" and self.client_secret is None:
+            raise ValueError(f"auth_method {self.auth_method} needs client_secret")
+        return self
+
+
+class BackendServicesCredentials(_Strict):
+    """SMART Backend Services: client_credentials with a private_key_jwt assertion."""
+
+    kind: Literal["backend_services"]
+    client_id: str = Field(min_length=1)
+    private_key: SecretRef
+    key_id: str | None = None
+    algorithm: Literal["RS384", "ES384"] = "RS384"
+    token_url: str | None = None
+    scope: str = "system/*.read"
+
+
+Credentials = Annotated[
+    BearerCredentials | RefreshTokenCredentials | BackendServicesCredentials,
+    Field(discriminator="kind"),
+]
+
+
+class TestPatient(_Strict):
+    """A test patient the sync runs: a label for reports and the FHIR Patient id."""
+
+    __test__ = False  # not a pytest class
+    label: str = Field(min_length=1)
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9\-\.]{1,64}$")
+
+
+class EndpointFacts(_Strict):
+    """Facts probe cannot observe that the scoring needs (configured by the operator)."""
+
+    inactive_member_access_months: float | None = Field(default=None, ge=0)
+    member_portal_opt_in_required: bool | None = None
+    refresh_token_max_days: float | None = Field(default=None, ge=0)
+    eligibility_errors_on_callback: bool | None = None
+
+
+def _check_base_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL")
+    if parts.query or parts.fragment:
+        raise ValueError("a FHIR base URL has no query or fragment")
+    return value.rstrip("/")
+
+
+class Endpoint(_Strict):
+    """One FHIR base URL of a payer, in one environment."""
+
+    environment: Environment = Environment.PRODUCTION
+    base_url: str
+    sandbox_url: str | None = None
+    portal_url: str | None = None
+    credentials: Credentials | None = None
+    test_patients: list[TestPatient] = Field(default_factory=list)
+    facts: EndpointFacts = Field(default_factory=EndpointFacts)
+
+    @field_validator("base_url", "sandbox_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_base_url(value)
+
+    @field_validator("portal_url")
+    @classmethod
+    def _portal(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http(s) URL")
+        return value
+
+
+class LinesOfBusiness(_Strict):
+    """Lines of business a payer offers, and those its Patient Access API supports."""
+
+    offered: list[LineOfBusiness] = Field(default_factory=list)
+    supported: list[LineOfBusiness] = Field(default_factory=list)
+
+
+class Payer(_Strict):
+    """A health plan with its endpoints."""
+
+    name: str = Field(min_length=1)
+    lives: int | None = Field(default=None, ge=0)
+    vendor: str | None = None
+    organization_status: OrganizationStatus = OrganizationStatus.NONE
+    lines_of_business: LinesOfBusiness = Field(default_factory=LinesOfBusiness)
+    source: str | None = None
+    endpoints: list[Endpoint] = Field(min_length=1)
+
+
+class Directory(_Strict):
+    """The whole `endpoints.yaml`."""
+
+    version: Literal[1] = 1
+    secrets_file: str | None = None
+    payers: list[Payer] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Directory:
+        seen: set[str] = set()
+        for payer in self.payers:
+            if payer.name in seen:
+                raise ValueError(f"payer name {payer.name!r} appears twice")
+            seen.add(payer.name)
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One (payer, environment, base URL) the crawl probes, flattened from the directory."""
+
+    payer: Payer
+    endpoint: Endpoint
+    environment: Environment
+    base_url: str
+
+    @property
+    def key(self) -> str:
+        """A stable identity for resume and de-duplication."""
+        return f"{self.environment}:{self.base_url}"
+
+
+def targets(directory: Directory) -> list[Target]:
+    """Every base URL to probe: each endpoint, plus the sandbox URL declared beside it."""
+    out: list[Target] = []
+    seen: set[str] = set()
+    for payer in directory.payers:
+        for endpoint in payer.endpoints:
+            pairs = [(endpoint.environment, endpoint.base_url)]
+            if endpoint.sandbox_url:
+                pairs.append((Environment.SANDBOX, endpoint.sandbox_url))
+            for env, url in pairs:
+                target = Target(payer, endpoint, env, url)
+                if target.key not in seen:
+                    seen.add(target.key)
+                    out.append(target)
+    return out
+
+
+class DirectoryError(Exception):
+    """An endpoints file that cannot be used; `problems` lists each as 'file:line: field: why'."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: {len(problems)} problem(s)\n" + "\n".join(problems))
+
+
+_SECRET_KEYS = frozenset(
+    {
+        "token",
+        "access_token",
+        "refresh_token",
+        "client_secret",
+        "private_key",
+        "password",
+        "api_key",
+    }
+)
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[(*path, key)] = key_node.start_mark.line + 1
+            _line_index(value_node, (*path, key), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, (*path, i), out)
+
+
+def _nearest_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int:
+    for cut in range(len(loc), -1, -1):
+        if loc[:cut] in lines:
+            return lines[loc[:cut]]
+    return 1
+
+
+def _inline_secrets(data: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Paths where a secret-looking key holds a literal string instead of a reference."""
+    found: list[tuple[Any, ...]] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            literal = isinstance(value, str | int)
+            if isinstance(key, str) and key.lower() in _SECRET_KEYS and literal:
+                found.append((*path, key))
+            else:
+                found.extend(_inline_secrets(value, (*path, key)))
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            found.extend(_inline_secrets(item, (*path, i)))
+    return found
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
+
+
+def _compose_and_load(text: str) -> tuple[yaml.Node | None, Any]:
+    """One parse (libyaml when present): the node tree, for line numbers, and the data."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+    return node, data
+
+
+def parse_directory(text: str, path: Path) -> Directory:
+    """Parse and validate directory YAML text; every problem is listed by line and field.
+
+    Problems come in line order, all at once: YAML syntax (with its line), an empty file or a
+    top level that is not a mapping, duplicate keys, inline secrets, duplicate payer names and
+    every schema violation pydantic finds.
+    """
+    try:
+        node, data = _compose_and_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise DirectoryError(path, [f"{path}:{line}: YAML syntax: {problem}"]) from None
+    if node is None:
+        raise DirectoryError(
+            path, [f"{path}:1: (top level): the file is empty; expected a mapping with 'payers'"]
+        )
+    if not isinstance(data, dict):
+        line = node.start_mark.line + 1
+        raise DirectoryError(
+            path, [f"{path}:{line}: (top level): expected a mapping with 'payers'"]
+        )
+    lines: dict[tuple[Any, ...], int] = {}
+    _line_index(node, (), lines)
+    found: list[tuple[int, str]] = _duplicate_keys(node, ())
+    secret_locs = _inline_secrets(data)
+    found += [
+        (
+            _nearest_line(lines, loc),
+            f"{_dotted(loc)}: secrets must not be written in this file; "
+            "use {env: VARIABLE} or {secret: KEY} with secrets_file",
+        )
+        for loc in secret_locs
+    ]
+    found += _duplicate_payers(data, lines)
+    try:
+        directory = Directory.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = _without_union_tags(tuple(err["loc"]))
+            if any(loc[: len(s)] == s for s in secret_locs):
+                continue  # already reported as an inline secret
+            if not loc and found and "appears twice" in err["msg"]:
+                continue  # already reported, with its line, by _duplicate_payers
+            message = err["msg"].removeprefix("Value error, ")
+            found.append((_nearest_line(lines, loc), f"{_dotted(loc)}: {message}"))
+        raise DirectoryError(path, _ordered(path, found)) from None
+    if found:
+        raise DirectoryError(path, _ordered(path, found))
+    return directory
+
+
+def _ordered(path: Path, found: list[tuple[int, str]]) -> list[str]:
+    return [f"{path}:{line}: {message}" for line, message in sorted(found, key=lambda f: f[0])]
+
+
+def _duplicate_keys(node: yaml.Node, path: tuple[Any, ...]) -> list[tuple[int, str]]:
+    """Keys written twice in one mapping (YAML would silently keep the last one)."""
+    found: list[tuple[int, str]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if isinstance(key, str) and key in seen:
+                where = _dotted((*path, key))
+                found.append((key_node.start_mark.line + 1, f"{where}: key written twice"))
+            seen.add(key)
+            found += _duplicate_keys(value_node, (*path, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found += _duplicate_keys(item, (*path, i))
+    return found
+
+
+def _duplicate_payers(
+    data: dict[Any, Any], lines: dict[tuple[Any, ...], int]
+) -> list[tuple[int, str]]:
+    """Payer names used twice, reported at the second use (even when other fields are invalid)."""
+    payers = data.get("payers")
+    if not isinstance(payers, list):
+        return []
+    found: list[tuple[int, str]] = []
+    first: dict[str, int] = {}
+    for i, payer in enumerate(payers):
+        name = payer.get("name") if isinstance(payer, dict) else None
+        if not isinstance(name, str):
+            continue
+        loc = ("payers", i, "name")
+        if name in first:
+            found.append(
+                (
+                    _nearest_line(lines, loc),
+                    f"{_dotted(loc)}: payer name {name!r} appears twice "
+                    f"(first at line {first[name]})",
+                )
+            )
+        else:
+            first[name] = _nearest_line(lines, loc)
+    return found
+
+
+_UNION_TAGS = {"bearer", "refresh_token", "backend_services"}
+
+
+def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's discriminator tag that follows 'credentials' in an error location."""
+    out: list[Any] = []
+    for i, part in enumerate(loc):
+        if i > 0 and loc[i - 1] == "credentials" and part in _UNION_TAGS:
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def load_directory(path: Path) -> Directory:
+    """Read and validate an endpoints file; raise DirectoryError naming file, line and field."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise DirectoryError(path, [f"{path}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise DirectoryError(path, [f"{path}: not UTF-8 text"]) from None
+    return parse_directory(text, path)
+
+
+def dump_directory(directory: Directory) -> str:
+    """The directory as YAML text in the documented layout (defaults omitted)."""
+    data = directory.model_dump(mode="json", exclude_defaults=True, exclude_none=True)
+    data = {"version": directory.version, **data}
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)

@@ -1,0 +1,196 @@
+"""`probe drift`: list stored drift events; `probe drift detect RUN`: (re)detect a stored run.
+
+Exit codes: 0 success, 2 bad usage or an unusable database (one line on stderr, never a
+traceback). See docs/drift.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, NoReturn
+
+import anyio
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from probe.drift.classify import ChangeKind, DriftThresholds, counts_by_kind
+from probe.drift.events import DriftError, DriftEvent, detect_drift, list_drift_events
+from probe.drift.notify import NotifyResult, notify_webhook, validate_webhook_url
+from probe.store import StoreError, open_store
+from probe.store.commands import DbOption
+
+KIND_STYLE = {"breaking": "bold red", "notable": "yellow", "cosmetic": "dim"}
+_RELATIVE = re.compile(r"^\s*(\d+)\s*([dhw])\s*$", re.IGNORECASE)
+
+drift_app = typer.Typer(
+    name="drift",
+    help="Drift events: what changed at each endpoint between nightly runs (docs/drift.md).",
+    invoke_without_command=True,
+)
+_err = Console(stderr=True, highlight=False)
+
+
+def _fail(message: str) -> NoReturn:
+    _err.print(Text.assemble(("error: ", "bold red"), message))
+    raise typer.Exit(2)
+
+
+def parse_since(value: str, now: datetime | None = None) -> datetime:
+    """`--since`: an ISO date (UTC midnight), an ISO datetime, or a span ago (7d, 12h, 2w)."""
+    now = now or datetime.now(UTC)
+    relative = _RELATIVE.match(value)
+    if relative:
+        count, unit = int(relative.group(1)), relative.group(2).lower()
+        span = {
+            "h": timedelta(hours=count),
+            "d": timedelta(days=count),
+            "w": timedelta(weeks=count),
+        }
+        return now - span[unit]
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"--since takes a date (2025-06-01), a date and time (2025-06-01T08:00:00Z) or a "
+            f"span ago (7d, 12h, 2w), not {value!r}"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def parse_kind(value: str | None) -> ChangeKind | None:
+    """`--kind`: the least severe kind to list (breaking, notable or cosmetic)."""
+    if value is None:
+        return None
+    try:
+        return ChangeKind(value.lower())
+    except ValueError:
+        raise ValueError(f"--kind must be breaking, notable or cosmetic, not {value!r}") from None
+
+
+def _short(value: Any, width: int = 60) -> str:
+    if value is None:
+        return "—"
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def events_table(events: Sequence[DriftEvent], title: str = "drift events") -> Table:
+    """A rich table of drift events: run, payer, endpoint, kind, change, before → after, reason."""
+    counts = counts_by_kind(events)
+    caption = ", ".join(f"{n} {k}" for k, n in counts.items())
+    table = Table(title=title, caption=f"{len(events)} event(s): {caption}")
+    table.add_column("detected", no_wrap=True)
+    table.add_column("run", justify="right")
+    table.add_column("payer")
+    table.add_column("endpoint", overflow="fold")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("change", overflow="fold")
+    table.add_column("before → after", overflow="fold")
+    table.add_column("reason", overflow="fold")
+    for e in events:
+        table.add_row(
+            e.detected_at.strftime("%Y-%m-%d %H:%M"),
+            f"{e.run_id}" + (f" (vs {e.previous_run_id})" if e.previous_run_id else ""),
+            e.payer,
+            e.base_url,
+            Text(str(e.kind), style=KIND_STYLE[str(e.kind)]),
+            e.change_id,
+            f"{_short(e.before)} → {_short(e.after)}",
+            e.reason,
+        )
+    return table
+
+
+@drift_app.callback()
+def drift_command(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None, typer.Option(help="only events detected since: 2025-06-01, 7d, 12h")
+    ] = None,
+    db: DbOption = None,
+    output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    payer: Annotated[
+        list[str] | None, typer.Option("--payer", help="only this payer (repeatable)")
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="least severe kind listed: breaking, notable, cosmetic")
+    ] = None,
+    run: Annotated[int | None, typer.Option(help="only events of this run")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="at most this many events")] = None,
+) -> None:
+    """List stored drift events (newest run first, most severe first)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if output_format.lower() not in ("table", "json"):
+        _fail(f"--format must be table or json, not {output_format!r}")
+    try:
+        since_at = parse_since(since) if since else None
+        min_kind = parse_kind(kind)
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        with open_store(db) as store, store.session() as session:
+            events = list_drift_events(
+                session,
+                since=since_at,
+                run_id=run,
+                payers=payer or (),
+                min_kind=min_kind,
+                limit=limit,
+            )
+    except StoreError as exc:
+        _fail(str(exc))
+    if output_format.lower() == "json":
+        sys.stdout.write(json.dumps([e.to_json() for e in events], indent=2) + "\n")
+        return
+    console = Console() if Console().is_terminal else Console(width=200)
+    if not events:
+        console.print(
+            "no drift events" + (f" since {since_at:%Y-%m-%d %H:%M} UTC" if since_at else "")
+        )
+        return
+    console.print(events_table(events))
+
+
+@drift_app.command("detect")
+def detect_command(
+    run_id: Annotated[int, typer.Argument(help="the stored run to compare with its previous run")],
+    db: DbOption = None,
+    slower_percent: Annotated[
+        float, typer.Option(min=0, help="a sync this much slower (median, %) ...")
+    ] = 50.0,
+    slower_seconds: Annotated[
+        float, typer.Option(min=0, help="... and this many seconds slower is notable")
+    ] = 2.0,
+    notify_webhook_url: Annotated[
+        str | None,
+        typer.Option("--notify-webhook", help="POST the events found new to this URL (JSON)"),
+    ] = None,
+) -> None:
+    """(Re)detect a stored run's drift: idempotent, only new events are stored and posted."""
+    try:
+        webhook = validate_webhook_url(notify_webhook_url) if notify_webhook_url else None
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        with open_store(db) as store:
+            detection = detect_drift(store, run_id, DriftThresholds(slower_percent, slower_seconds))
+    except (StoreError, DriftError) as exc:
+        _fail(str(exc))
+    console = Console() if Console().is_terminal else Console(width=200)
+    console.print(detection.summary(), markup=False)
+    if detection.events:
+        console.print(events_table(detection.events, f"drift of run {run_id}"))
+    if webhook and detection.new_events:
+        events = detection.new_events
+
+        async def post() -> NotifyResult:
+            return await notify_webhook(webhook, events)
+
+        console.print(anyio.run(post).summary(), markup=False)

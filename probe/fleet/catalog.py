@@ -1,0 +1,142 @@
+"""The fleet's endpoints directory (`probe.directory` format) and the secrets file behind it.
+
+Credentials appear in the directory only as ``{secret: KEY}`` references; the values live in
+the secrets mapping (written to a mode-0600 YAML file by ``probe fleet serve --secrets-out``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from probe.directory import (
+    BackendServicesCredentials,
+    BearerCredentials,
+    Directory,
+    Endpoint,
+    EndpointFacts,
+    Environment,
+    LineOfBusiness,
+    LinesOfBusiness,
+    Payer,
+    RefreshTokenCredentials,
+    SecretRef,
+    TestPatient,
+)
+from probe.fleet.config import derive_int
+from probe.fleet.sites import PayerSite
+
+if TYPE_CHECKING:
+    from probe.fleet.app import Fleet
+
+Credentials = RefreshTokenCredentials | BackendServicesCredentials | BearerCredentials
+_LOBS = list(LineOfBusiness)
+
+
+def secret_key(slug: str, name: str) -> str:
+    """The secrets-file key of one of a payer's secrets (e.g. ``acme/client_secret``)."""
+    return f"{slug}/{name}"
+
+
+def _token_url_needed(site: PayerSite) -> bool:
+    behaviour = site.config.behaviour
+    html = behaviour.html_login
+    return behaviour.no_smart_config is not None or (html is not None and html.smart_config_too)
+
+
+def _credentials(fleet: Fleet, site: PayerSite) -> Credentials:
+    creds = fleet.credentials(site.slug)
+    slug = site.slug
+    token_url = site.token_url if _token_url_needed(site) else None
+    if creds.auth == "bearer":
+        return BearerCredentials(kind="bearer", token=SecretRef(secret=secret_key(slug, "token")))
+    if creds.auth == "private_key_jwt":
+        return BackendServicesCredentials(
+            kind="backend_services",
+            client_id=creds.client_id,
+            private_key=SecretRef(secret=secret_key(slug, "private_key")),
+            key_id=creds.key_id,
+            algorithm="ES384" if creds.algorithm == "ES384" else "RS384",
+            token_url=token_url,
+        )
+    return RefreshTokenCredentials(
+        kind="refresh_token",
+        client_id=creds.client_id,
+        client_secret=(
+            None if creds.auth == "none" else SecretRef(secret=secret_key(slug, "client_secret"))
+        ),
+        refresh_token=SecretRef(secret=secret_key(slug, "refresh_token")),
+        auth_method=creds.auth,
+        token_url=token_url,
+    )
+
+
+def build_directory(fleet: Fleet, secrets_file: str | None = None) -> Directory:
+    """Every payer of the fleet as a directory entry, credentials by reference."""
+    seed = fleet.config.seed
+    payers = []
+    for slug, site in fleet.sites.items():
+        config = site.config
+        offered = sorted(
+            {_LOBS[derive_int(seed, slug, "lob", i) % len(_LOBS)] for i in range(2)},
+            key=_LOBS.index,
+        )
+        patients = [
+            TestPatient(label=f"member {j + 1}", id=pid)
+            for j, pid in enumerate(fleet.patients(slug))
+        ]
+        portal = None
+        if config.portal != "none":
+            portal = f"{site.origin(site.host)}{site.prefix}/developers"
+        endpoint = Endpoint(
+            environment=Environment.PRODUCTION,
+            base_url=site.base_url,
+            sandbox_url=site.sandbox_url,
+            portal_url=portal,
+            credentials=_credentials(fleet, site),
+            test_patients=patients,
+            facts=config.facts or EndpointFacts(),
+        )
+        archetypes = ", ".join(config.behaviour.names)
+        payers.append(
+            Payer(
+                name=config.display_name,
+                lives=config.lives
+                if config.lives is not None
+                else 10_000 + derive_int(seed, slug, "lives") % 5_000_000,
+                vendor="probe fleet",
+                organization_status=config.organization_status,
+                lines_of_business=LinesOfBusiness(offered=offered, supported=offered),
+                source=f"probe fleet (archetypes: {archetypes})",
+                endpoints=[endpoint],
+            )
+        )
+    return Directory(secrets_file=secrets_file, payers=payers)
+
+
+def build_secrets(fleet: Fleet) -> dict[str, str]:
+    """The secrets the directory refers to, by key (only those a payer's client uses)."""
+    out: dict[str, str] = {}
+    for slug in fleet.sites:
+        creds = fleet.credentials(slug)
+        if creds.auth == "bearer":
+            out[secret_key(slug, "token")] = creds.bearer_token
+        elif creds.auth == "private_key_jwt":
+            out[secret_key(slug, "private_key")] = creds.private_key_pem
+        else:
+            out[secret_key(slug, "refresh_token")] = creds.refresh_token
+            if creds.auth != "none":
+                out[secret_key(slug, "client_secret")] = creds.client_secret
+    return out
+
+
+def write_secrets(path: Path, secrets: dict[str, str]) -> None:
+    """Write the secrets mapping as YAML, readable by the owner only (mode 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(yaml.safe_dump(secrets, sort_keys=True, width=1000))

@@ -1,0 +1,114 @@
+"""`probe fleet ...`: serve a simulated payer fleet on loopback for tests, demos and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import typer
+
+from probe.directory import dump_directory
+from probe.fleet.app import Fleet
+from probe.fleet.catalog import write_secrets
+from probe.fleet.config import FleetConfigError, default_config, load_fleet_config
+from probe.fleet.serve import bind_fleet, serve_forever, with_hosts
+
+fleet_app = typer.Typer(
+    help="A simulated fleet of payer FHIR servers on loopback (for tests, demos, benchmarks).",
+    no_args_is_help=True,
+)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@fleet_app.command("serve")
+def serve(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Fleet config YAML (default: one payer per archetype)."),
+    ] = None,
+    hosts: Annotated[
+        int | None,
+        typer.Option("--hosts", min=1, max=64, help="Loopback addresses to spread payers over."),
+    ] = None,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port (0: pick a free one).")
+    ] = 0,
+    directory_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--directory-out", help="Write the endpoints directory here (default: stdout)."
+        ),
+    ] = None,
+    secrets_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--secrets-out",
+            help="Write the secrets file here (mode 0600; default: beside the directory).",
+        ),
+    ] = None,
+) -> None:
+    """Serve the fleet until Ctrl-C/SIGTERM; write its directory once it is listening."""
+    try:
+        fleet_config = load_fleet_config(config) if config else default_config()
+        fleet_config = with_hosts(fleet_config, hosts)
+    except FleetConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        typer.echo(f"fleet config: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        chosen, sockets = bind_fleet(fleet_config, port or None)
+    except OSError as exc:
+        typer.echo(f"cannot listen: {exc}", err=True)
+        raise typer.Exit(2) from None
+    fleet = Fleet(fleet_config, port=chosen)
+    if secrets_out is None and directory_out is not None:
+        secrets_out = directory_out.with_name(directory_out.stem + ".secrets.yaml")
+    secrets_file: str | None = None
+    if secrets_out is not None:
+        write_secrets(secrets_out, fleet.secrets())
+        secrets_file = str(secrets_out.resolve())
+    text = dump_directory(fleet.directory(secrets_file))
+
+    def ready() -> None:
+        if directory_out is not None:
+            _write_atomic(directory_out, text)
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        typer.echo(
+            f"fleet: {len(fleet.sites)} payers on {len(fleet.addresses)} host(s) "
+            f"{fleet.addresses[0]}..{fleet.addresses[-1]} port {chosen}"
+            + (f"; directory {directory_out}" if directory_out else "")
+            + (f"; secrets {secrets_out}" if secrets_out else "")
+            + "; Ctrl-C stops",
+            err=True,
+        )
+
+    async def main() -> None:
+        stop = anyio.Event()
+
+        async def watch_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    stop.set()
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_signals)
+            await serve_forever(fleet, sockets, stop, ready)
+            tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    typer.echo("fleet: stopped", err=True)

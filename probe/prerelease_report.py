@@ -1,0 +1,401 @@
+"""Rendering a prerelease for people (terminal, Markdown, HTML) and for CI (JUnit XML).
+
+JUnit: one ``<testsuite>`` each for the checks, the syncs, the changes against the baseline and
+the score. A testcase fails for a failed required check, a sync that got no data (outcome
+failed, auth_failed or timeout), a breaking change, or a score below ``--fail-under``; a skipped
+check is ``<skipped/>``; everything else passes, its message in ``<system-out>``. The gate
+(``--fail-on``, ``--fail-under``) decides the exit code; JUnit shows why.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, select_autoescape
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from probe.drift.classify import Change, ChangeKind
+from probe.models import CheckResult, Status
+from probe.sync.result import SyncResult
+
+if TYPE_CHECKING:
+    from probe.prerelease import PrereleaseResult
+
+KIND_STYLE = {"breaking": "bold red", "notable": "yellow", "cosmetic": "dim"}
+FAILED_SYNC_OUTCOMES = frozenset({"failed", "auth_failed", "timeout"})
+
+
+def _value(value: Any, width: int = 80) -> str:
+    if value is None:
+        return "—"
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _verdict(result: PrereleaseResult) -> str:
+    return "PASSED" if result.gate.passed else "FAILED"
+
+
+def _score_line(result: PrereleaseResult) -> str:
+    s = result.score
+    if s.score is None:
+        return "prerelease score: none (nothing observable)"
+    return (
+        f"prerelease score: {s.score}/100 ({s.earned} of {s.available} points over the "
+        f"observed metrics with data; rubric total {s.rubric_total}/{s.rubric_max})"
+    )
+
+
+def _baseline_line(result: PrereleaseResult) -> str:
+    if result.baseline is None:
+        return "baseline: none (no --baseline or --baseline-run): nothing compared"
+    note = "" if result.baseline.has_syncs else " (documents and discovery only: no sync)"
+    fetched = result.baseline.snapshot.metadata_fetch
+    if fetched is not None and not fetched.ok:
+        note += f"; warning: its /metadata answered {fetched.describe()}, little to compare"
+    return f"baseline: {result.baseline.description}{note}"
+
+
+# -- terminal ------------------------------------------------------------------------------------
+
+
+def print_summary(result: PrereleaseResult, console: Console) -> None:
+    """The human summary: verdict, score, changes by kind, breaking changes, gate reasons."""
+    counts = result.counts
+    console.print(
+        Text.assemble(
+            (f"prerelease {_verdict(result)}", "bold green" if result.gate.passed else "bold red"),
+            f": {result.candidate.report.base_url}",
+        )
+    )
+    console.print(_baseline_line(result), markup=False)
+    console.print(_score_line(result), markup=False)
+    report = result.candidate.report
+    summary = ", ".join(f"{n} {k}" for k, n in report.summary.items() if n)
+    console.print(f"checks: {summary}", markup=False)
+    for sync in result.candidate.syncs:
+        console.print(
+            f"sync {sync.patient_label}: {sync.outcome}, "
+            f"$everything {sync.everything.support_level}, "
+            f"{sum(sync.resources_by_type.values())} resources",
+            markup=False,
+        )
+    console.print(
+        "changes: " + ", ".join(f"{n} {k}" for k, n in counts.items()),
+        markup=False,
+    )
+    shown = [c for c in result.changes if c.kind is not ChangeKind.COSMETIC]
+    if shown:
+        table = Table(title="changes against the baseline (cosmetic ones in the reports)")
+        table.add_column("kind", no_wrap=True)
+        table.add_column("change", overflow="fold")
+        table.add_column("before → after", overflow="fold")
+        table.add_column("reason", overflow="fold")
+        for c in shown:
+            table.add_row(
+                Text(str(c.kind), style=KIND_STYLE[str(c.kind)]),
+                c.id,
+                f"{_value(c.before, 50)} → {_value(c.after, 50)}",
+                c.reason,
+            )
+        console.print(table)
+    for reason in result.gate.reasons:
+        console.print(f"gate: {reason}", markup=False)
+    if result.saved_run_id is not None:
+        console.print(f"saved as run {result.saved_run_id}", markup=False)
+
+
+# -- Markdown ------------------------------------------------------------------------------------
+
+
+def _md(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(result: PrereleaseResult) -> str:
+    """The conformance report as Markdown (for a pull request or a release ticket)."""
+    report = result.candidate.report
+    lines = [
+        f"# probe prerelease: {_verdict(result)}",
+        "",
+        f"- candidate: `{report.base_url}`",
+        f"- {_baseline_line(result)}",
+        f"- started: {result.started_at.isoformat(timespec='seconds')}, "
+        f"took {result.duration_s:.1f} s",
+        f"- {_score_line(result)}",
+    ]
+    if result.gate.fail_under is not None or result.gate.fail_on:
+        gates = [f"--fail-on {g}" for g in result.gate.fail_on]
+        if result.gate.fail_under is not None:
+            gates.append(f"--fail-under {result.gate.fail_under}")
+        lines.append(f"- gate: {', '.join(gates)}")
+    for reason in result.gate.reasons:
+        lines.append(f"- **gate failed:** {_md(reason)}")
+    counts = result.counts
+    lines += ["", "## Changes against the baseline", ""]
+    if result.baseline is None:
+        lines.append("No baseline was given.")
+    elif not result.changes:
+        lines.append("No changes.")
+    else:
+        lines.append(", ".join(f"{n} {k}" for k, n in counts.items()))
+        lines += [
+            "",
+            "| kind | change | path | before | after | reason |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in result.changes:
+            lines.append(
+                f"| {c.kind} | `{_md(c.id)}` | `{_md(c.path)}` | {_md(_value(c.before))} | "
+                f"{_md(_value(c.after))} | {_md(c.reason)} |"
+            )
+    lines += ["", "## Prerelease score", ""]
+    if result.score.scored or result.score.no_data:
+        lines += ["| metric | points | outcome | comment |", "|---|---|---|---|"]
+        for m in result.score.scored:
+            lines.append(
+                f"| {_md(m.title)} | {m.points}/{m.max_points} | {_md(m.outcome_label)} | "
+                f"{_md(m.comment)} |"
+            )
+        for m in result.score.no_data:
+            lines.append(f"| {_md(m.title)} | (not scored) | no data in this run | |")
+    lines += ["", "## Checks", "", "| status | check | severity | message |", "|---|---|---|---|"]
+    for r in report.results:
+        lines.append(f"| {r.status} | `{r.id}` | {r.spec.severity} | {_md(r.message)} |")
+    lines += ["", "## Test-patient syncs", ""]
+    if not result.candidate.syncs:
+        lines.append("No test patient was synced (give --patient and credentials).")
+    else:
+        lines += [
+            "| patient | outcome | $everything | resources | pages | seconds | findings |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for s in result.candidate.syncs:
+            seconds = "" if s.duration_ms is None else f"{s.duration_ms / 1000:.2f}"
+            findings = ", ".join(sorted({f.code for f in s.findings}))
+            lines.append(
+                f"| {_md(s.patient_label)} | {s.outcome} | {s.everything.support_level} | "
+                f"{sum(s.resources_by_type.values())} | {s.pages} | {seconds} | {_md(findings)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+# -- HTML ----------------------------------------------------------------------------------------
+
+_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>probe prerelease {{ verdict }}: {{ candidate }}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2rem;max-width:80rem;color:#222}
+h1 .passed{color:#17803d}h1 .failed{color:#b42318}
+table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}
+th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
+th{background:#f6f6f6}code{font-size:.9em;word-break:break-all}
+.breaking,.fail{color:#b42318;font-weight:600}.notable,.warn{color:#a15c00}
+.cosmetic,.skip{color:#777}.pass{color:#17803d}.gate{background:#fdecea;padding:.5rem}
+</style></head><body>
+<h1>probe prerelease <span class="{{ verdict|lower }}">{{ verdict }}</span></h1>
+<ul>
+<li>candidate: <code>{{ candidate }}</code></li>
+<li>{{ baseline_line }}</li>
+<li>started {{ started }}, took {{ duration }} s</li>
+<li>{{ score_line }}</li>
+</ul>
+{% for reason in reasons %}<p class="gate">gate failed: {{ reason }}</p>{% endfor %}
+<h2>Changes against the baseline</h2>
+{% if not has_baseline %}<p>No baseline was given.</p>
+{% elif not changes %}<p>No changes.</p>
+{% else %}<p>{{ counts }}</p>
+<table><tr><th>kind</th><th>change</th><th>path</th><th>before</th><th>after</th><th>reason</th></tr>
+{% for c in changes %}<tr><td class="{{ c.kind }}">{{ c.kind }}</td><td><code>{{ c.id }}</code></td>
+<td><code>{{ c.path }}</code></td><td>{{ c.before }}</td><td>{{ c.after }}</td>
+<td>{{ c.reason }}</td></tr>
+{% endfor %}</table>{% endif %}
+<h2>Prerelease score</h2>
+<table><tr><th>metric</th><th>points</th><th>outcome</th><th>comment</th></tr>
+{% for m in scored %}<tr><td>{{ m.title }}</td><td>{{ m.points }}/{{ m.max_points }}</td>
+<td>{{ m.outcome_label }}</td><td>{{ m.comment }}</td></tr>
+{% endfor %}{% for m in no_data %}<tr><td>{{ m.title }}</td><td>not scored</td>
+<td>no data in this run</td><td></td></tr>{% endfor %}</table>
+<h2>Checks</h2>
+<table><tr><th>status</th><th>check</th><th>severity</th><th>message</th></tr>
+{% for r in checks %}<tr><td class="{{ r.status }}">{{ r.status }}</td>
+<td><code>{{ r.id }}</code></td><td>{{ r.severity }}</td><td>{{ r.message }}</td></tr>
+{% endfor %}</table>
+<h2>Test-patient syncs</h2>
+{% if not syncs %}<p>No test patient was synced.</p>{% else %}
+<table><tr><th>patient</th><th>outcome</th><th>$everything</th><th>resources</th><th>pages</th>
+<th>seconds</th><th>findings</th></tr>
+{% for s in syncs %}<tr><td>{{ s.label }}</td><td>{{ s.outcome }}</td>
+<td>{{ s.everything }}</td><td>{{ s.resources }}</td><td>{{ s.pages }}</td>
+<td>{{ s.seconds }}</td><td>{{ s.findings }}</td></tr>
+{% endfor %}</table>{% endif %}
+</body></html>
+"""
+_env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+
+
+def render_html(result: PrereleaseResult) -> str:
+    """The conformance report as one self-contained HTML page (no scripts, no network)."""
+    report = result.candidate.report
+    template = _env.from_string(_HTML)
+    return template.render(
+        verdict=_verdict(result),
+        candidate=report.base_url,
+        baseline_line=_baseline_line(result),
+        started=result.started_at.isoformat(timespec="seconds"),
+        duration=f"{result.duration_s:.1f}",
+        score_line=_score_line(result),
+        reasons=result.gate.reasons,
+        has_baseline=result.baseline is not None,
+        counts=", ".join(f"{n} {k}" for k, n in result.counts.items()),
+        changes=[
+            {
+                "kind": str(c.kind),
+                "id": c.id,
+                "path": c.path,
+                "before": _value(c.before, 200),
+                "after": _value(c.after, 200),
+                "reason": c.reason,
+            }
+            for c in result.changes
+        ],
+        scored=result.score.scored,
+        no_data=result.score.no_data,
+        checks=[
+            {
+                "status": str(r.status),
+                "id": r.id,
+                "severity": str(r.spec.severity),
+                "message": r.message,
+            }
+            for r in report.results
+        ],
+        syncs=[
+            {
+                "label": s.patient_label,
+                "outcome": s.outcome,
+                "everything": s.everything.support_level,
+                "resources": sum(s.resources_by_type.values()),
+                "pages": s.pages,
+                "seconds": "" if s.duration_ms is None else f"{s.duration_ms / 1000:.2f}",
+                "findings": ", ".join(sorted({f.code for f in s.findings})),
+            }
+            for s in result.candidate.syncs
+        ],
+    )
+
+
+# -- JUnit ---------------------------------------------------------------------------------------
+
+
+def _suite(root: ET.Element, name: str, cases: Sequence[ET.Element], seconds: float = 0.0) -> None:
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        name=name,
+        tests=str(len(cases)),
+        failures=str(sum(1 for c in cases if c.find("failure") is not None)),
+        errors="0",
+        skipped=str(sum(1 for c in cases if c.find("skipped") is not None)),
+        time=f"{seconds:.3f}",
+    )
+    suite.extend(cases)
+
+
+def _case(classname: str, name: str, seconds: float = 0.0) -> ET.Element:
+    return ET.Element("testcase", classname=classname, name=name, time=f"{seconds:.3f}")
+
+
+def _out(case: ET.Element, text: str) -> None:
+    ET.SubElement(case, "system-out").text = text
+
+
+def _check_case(result: CheckResult) -> ET.Element:
+    latency = result.evidence.get("latency_ms")
+    seconds = latency / 1000 if isinstance(latency, int | float) else 0.0
+    case = _case(
+        f"probe.checks.{result.id.split('.')[0]}", f"{result.id}: {result.spec.title}", seconds
+    )
+    detail = f"{result.message}\nspec: {result.spec.spec}"
+    if result.blocking:
+        ET.SubElement(case, "failure", message=result.message, type="required").text = detail
+    elif result.status is Status.SKIP:
+        ET.SubElement(case, "skipped", message=result.message)
+    else:
+        _out(case, f"{result.status} ({result.spec.severity}): {detail}")
+    return case
+
+
+def _sync_case(sync: SyncResult) -> ET.Element:
+    seconds = (sync.duration_ms or 0.0) / 1000
+    case = _case("probe.sync", f"sync {sync.patient_label}", seconds)
+    findings = ", ".join(sorted({f.code for f in sync.findings})) or "none"
+    text = (
+        f"outcome {sync.outcome}; $everything {sync.everything.support_level}; "
+        f"{sum(sync.resources_by_type.values())} resources in {sync.pages} pages; "
+        f"findings: {findings}"
+    )
+    if sync.outcome in FAILED_SYNC_OUTCOMES:
+        ET.SubElement(
+            case, "failure", message=f"sync ended {sync.outcome}", type="sync"
+        ).text = text
+    else:
+        _out(case, text)
+    return case
+
+
+def _change_case(change: Change) -> ET.Element:
+    case = _case(f"probe.drift.{change.kind}", change.id)
+    text = (
+        f"{change.reason}\npath: {change.path}\nbefore: {_value(change.before, 500)}\n"
+        f"after: {_value(change.after, 500)}"
+    )
+    if change.kind is ChangeKind.BREAKING:
+        ET.SubElement(case, "failure", message=change.reason, type="breaking").text = text
+    else:
+        _out(case, f"{change.kind}: {text}")
+    return case
+
+
+def render_junit(result: PrereleaseResult) -> str:
+    """JUnit XML for CI: checks, syncs, changes and score (see the module docstring)."""
+    report = result.candidate.report
+    root = ET.Element("testsuites", name=f"probe prerelease {report.base_url}")
+    _suite(root, "prerelease.checks", [_check_case(r) for r in report.results])
+    syncs = [_sync_case(s) for s in result.candidate.syncs]
+    if not syncs:
+        case = _case("probe.sync", "sync")
+        ET.SubElement(case, "skipped", message="no test patient given (--patient)")
+        syncs = [case]
+    _suite(root, "prerelease.sync", syncs)
+    changes = [_change_case(c) for c in result.changes]
+    summary = _case("probe.drift", "baseline comparison")
+    if result.baseline is None:
+        ET.SubElement(summary, "skipped", message="no baseline (--baseline or --baseline-run)")
+    else:
+        counts = ", ".join(f"{n} {k}" for k, n in result.counts.items())
+        _out(summary, f"{result.baseline.description}: {counts}")
+    _suite(root, "prerelease.changes", [summary, *changes])
+    score_case = _case("probe.score", "prerelease score")
+    line = _score_line(result)
+    fail_under = result.gate.fail_under
+    score = result.score.score
+    if fail_under is not None and (score is None or score < fail_under):
+        ET.SubElement(
+            score_case, "failure", message=f"{line} < --fail-under {fail_under}", type="score"
+        ).text = line
+    else:
+        _out(score_case, line)
+    _suite(root, "prerelease.score", [score_case])
+    totals = root.findall("testsuite")
+    for attr in ("tests", "failures", "errors", "skipped"):
+        root.set(attr, str(sum(int(s.get(attr, "0")) for s in totals)))
+    root.set("time", f"{result.duration_s:.3f}")
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -1,0 +1,146 @@
+"""Payers and endpoints in the database: mirrored from the directory, or created ad hoc.
+
+Rows are never deleted here: a payer or endpoint dropped from `endpoints.yaml` keeps its
+history. Functions take a Session and flush but never commit; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from probe.directory import Directory, Environment, Payer, targets
+from probe.store.tables import EndpointRow, PayerRow
+
+
+def _payer_fields(payer: Payer) -> dict[str, Any]:
+    return {
+        "lives": payer.lives,
+        "vendor": payer.vendor,
+        "organization_status": str(payer.organization_status),
+        "lines_of_business": payer.lines_of_business.model_dump(mode="json"),
+        "source": payer.source,
+    }
+
+
+def upsert_directory(session: Session, directory: Directory) -> dict[str, int]:
+    """Insert or update every payer and endpoint of the directory; idempotent.
+
+    Returns the endpoint id of each crawl target keyed by ``Target.key``
+    (``"environment:base_url"``). An endpoint that moved to another payer is reassigned.
+    """
+    by_name = {
+        row.name: row
+        for row in session.scalars(
+            select(PayerRow).where(PayerRow.name.in_([p.name for p in directory.payers]))
+        )
+    }
+    payer_rows: dict[str, PayerRow] = {}
+    for payer in directory.payers:
+        row = by_name.get(payer.name)
+        if row is None:
+            row = PayerRow(name=payer.name, **_payer_fields(payer))
+            session.add(row)
+        else:
+            for field, value in _payer_fields(payer).items():
+                if getattr(row, field) != value:
+                    setattr(row, field, value)
+        payer_rows[payer.name] = row
+    session.flush()
+
+    ids: dict[str, int] = {}
+    for target in targets(directory):
+        facts = _storable_facts(target.endpoint.facts.model_dump(exclude_none=True)) or None
+        payer_id = payer_rows[target.payer.name].id
+        endpoint = session.scalars(
+            select(EndpointRow).where(
+                EndpointRow.environment == str(target.environment),
+                EndpointRow.base_url == target.base_url,
+            )
+        ).one_or_none()
+        if endpoint is None:
+            endpoint = EndpointRow(
+                payer_id=payer_id,
+                environment=str(target.environment),
+                base_url=target.base_url,
+                portal_url=target.endpoint.portal_url,
+                facts=facts,
+            )
+            session.add(endpoint)
+        else:
+            endpoint.payer_id = payer_id
+            endpoint.portal_url = target.endpoint.portal_url
+            if endpoint.facts != facts:
+                endpoint.facts = facts
+        session.flush()
+        ids[target.key] = endpoint.id
+    return ids
+
+
+def _storable_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    """Facts as JSON every backend stores: infinity ("indefinitely") as the string "inf".
+
+    PostgreSQL's JSONB refuses `Infinity`; `EndpointFacts` reads "inf" back as a float.
+    """
+    return {
+        key: "inf" if isinstance(value, float) and math.isinf(value) else value
+        for key, value in facts.items()
+    }
+
+
+def normalize_base_url(base_url: str) -> str:
+    """A base URL as the store keys it: surrounding space and trailing slashes removed."""
+    return base_url.strip().rstrip("/")
+
+
+def find_endpoint(
+    session: Session, base_url: str, environment: Environment | str | None = None
+) -> EndpointRow | None:
+    """The endpoint with this base URL (in `environment`, production first when not given)."""
+    query = select(EndpointRow).where(EndpointRow.base_url == normalize_base_url(base_url))
+    if environment is not None:
+        query = query.where(EndpointRow.environment == str(environment))
+    rows = sorted(session.scalars(query), key=lambda r: r.environment != "production")
+    return rows[0] if rows else None
+
+
+def ensure_endpoint(
+    session: Session,
+    base_url: str,
+    environment: Environment | str = Environment.PRODUCTION,
+    payer_name: str | None = None,
+) -> int:
+    """The id of the endpoint for this URL, creating it (and its payer) when unknown.
+
+    For ad-hoc ``probe check URL --save``: an unknown payer is named after the URL's host.
+    Safe against a concurrent creator (the loser re-reads the winner's row).
+    """
+    url = normalize_base_url(base_url)
+    env = str(Environment(environment))
+    existing = find_endpoint(session, url, env)
+    if existing is not None:
+        return existing.id
+    name = payer_name or (urlsplit(url).hostname or url)
+    for _attempt in range(3):
+        try:
+            with session.begin_nested():
+                payer = session.scalars(select(PayerRow).where(PayerRow.name == name)).first()
+                if payer is None:
+                    payer = PayerRow(name=name, organization_status="none", source="ad-hoc")
+                    session.add(payer)
+                    session.flush()
+                endpoint = EndpointRow(payer_id=payer.id, environment=env, base_url=url)
+                session.add(endpoint)
+                session.flush()
+                return endpoint.id
+        except IntegrityError:
+            # Someone else created the payer or the endpoint meanwhile: use theirs.
+            existing = find_endpoint(session, url, env)
+            if existing is not None:
+                return existing.id
+    raise RuntimeError(f"could not create endpoint {url} after concurrent conflicts")

@@ -1,0 +1,315 @@
+"""Where the database is, how to connect to it, and keeping its schema at this code's revision.
+
+The database is chosen by ``--db URL``, else ``PROBE_DATABASE_URL``, else ``sqlite:///probe.db``
+in the current directory. Only SQLite (the standard ``sqlite3`` driver) and PostgreSQL through
+psycopg 3 are supported; ``postgresql://`` URLs are normalised to ``postgresql+psycopg://``.
+Migrations live in the repository's ``migrations/`` directory, found relative to this package,
+and run programmatically (no ``alembic.ini`` or working directory needed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+from probe.store.errors import StoreError
+from probe.store.handle import Store
+from probe.store.tables import metadata
+
+ENV_VAR = "PROBE_DATABASE_URL"
+DEFAULT_URL = "sqlite:///probe.db"
+MIGRATIONS_ENV_VAR = "PROBE_MIGRATIONS_DIR"
+#: Key of the PostgreSQL advisory lock serialising concurrent migrations of one database.
+_MIGRATION_LOCK_KEY = 0x70726F6265  # "probe"
+_SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def json_dumps(value: object) -> str:
+    """Compact JSON for JSON columns; values JSON cannot express are written as strings."""
+    return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
+
+
+def resolve_url(url: str | URL | None = None) -> URL:
+    """The database URL to use: `url`, else $PROBE_DATABASE_URL, else sqlite:///probe.db."""
+    raw: str | URL = url if url else (os.environ.get(ENV_VAR) or DEFAULT_URL)
+    try:
+        parsed = make_url(raw)
+    except (ArgumentError, ValueError):
+        raise StoreError(
+            f"not a database URL: {_redact_raw(str(raw))!r} (expected e.g. sqlite:///probe.db or "
+            "postgresql+psycopg://user@host/db)"
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in ("postgresql", "postgres"):
+        if driver not in ("", "psycopg", "psycopg2"):
+            raise StoreError(
+                f"unsupported PostgreSQL driver in {safe_url(parsed)}; use postgresql+psycopg://"
+            )
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if driver not in ("", "pysqlite"):
+            raise StoreError(f"unsupported SQLite driver in {safe_url(parsed)}; use sqlite:///")
+        return parsed
+    raise StoreError(
+        f"unsupported database {safe_url(parsed)}: probe stores observations in SQLite "
+        "(sqlite:///path) or PostgreSQL (postgresql+psycopg://user@host/db)"
+    )
+
+
+def _redact_raw(raw: str) -> str:
+    """A URL-ish string that failed to parse, with anything between ':' and '@' hidden."""
+    if "@" in raw and "://" in raw:
+        scheme, rest = raw.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else raw
+    return raw
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL as text with any password hidden, fit for messages and logs."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return _redact_raw(str(url))
+    return parsed.render_as_string(hide_password=True)
+
+
+def _scrub(message: str, url: URL) -> str:
+    """`message` with the URL's password (if any) removed."""
+    if url.password:
+        message = message.replace(str(url.password), "***")
+    return message
+
+
+def _on_sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    # Manage transactions ourselves (see _on_sqlite_begin) so DDL is transactional too.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(connection: Connection) -> None:
+    # IMMEDIATE takes the write lock up front: concurrent writers wait (busy_timeout) instead of
+    # failing with SQLITE_BUSY when a read transaction later tries to write.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_store_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
+    """A sync SQLAlchemy engine for the store: SQLite with WAL and foreign keys, or psycopg 3."""
+    resolved = resolve_url(url)
+    options: dict[str, Any] = {"json_serializer": json_dumps, **kwargs}
+    if resolved.get_backend_name() == "sqlite":
+        connect_args = dict(options.pop("connect_args", {}))
+        connect_args.setdefault("timeout", _SQLITE_BUSY_TIMEOUT_S)
+        connect_args.setdefault("check_same_thread", False)
+        engine = create_engine(resolved, connect_args=connect_args, **options)
+        event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "begin", _on_sqlite_begin)
+        return engine
+    connect_args = dict(options.pop("connect_args", {}))
+    connect_args.setdefault("connect_timeout", 10)
+    options.setdefault("pool_pre_ping", True)
+    return create_engine(resolved, connect_args=connect_args, **options)
+
+
+def migrations_dir() -> Path:
+    """The Alembic scripts directory: $PROBE_MIGRATIONS_DIR, else `migrations/` beside `probe/`."""
+    candidates: list[Path] = []
+    override = os.environ.get(MIGRATIONS_ENV_VAR)
+    if override:
+        candidates.append(Path(override))
+    candidates.append(Path(__file__).resolve().parents[2] / "migrations")
+    for candidate in candidates:
+        if (candidate / "env.py").is_file() and (candidate / "versions").is_dir():
+            return candidate
+    raise StoreError(
+        "cannot find probe's database migrations (looked in "
+        + ", ".join(str(c) for c in candidates)
+        + f"); install probe from its source tree or set {MIGRATIONS_ENV_VAR}"
+    )
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic Config for probe's migrations, optionally bound to an open connection."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """The newest migration revision this code knows."""
+    heads = _script().get_heads()
+    if len(heads) != 1:
+        raise StoreError(f"probe's migrations have {len(heads)} heads; expected exactly one")
+    return heads[0]
+
+
+def known_revisions() -> list[str]:
+    """Every migration revision this code knows, oldest first."""
+    return [rev.revision for rev in reversed(list(_script().walk_revisions()))]
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionState:
+    """Where a database's schema stands relative to this code's migrations."""
+
+    current: str | None
+    head: str
+    known: bool
+    has_tables: bool
+
+    @property
+    def at_head(self) -> bool:
+        """True when the schema is exactly what this code expects."""
+        return self.current == self.head
+
+    @property
+    def empty(self) -> bool:
+        """True when the database has neither a revision nor any of probe's tables."""
+        return self.current is None and not self.has_tables
+
+
+def _connect_error(exc: BaseException, url: URL) -> StoreError:
+    orig = getattr(exc, "orig", None) or exc
+    reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    return StoreError(f"cannot use the database {safe_url(url)}: {_scrub(reason, url)}")
+
+
+def revision_state(engine: Engine) -> RevisionState:
+    """Read the database's current revision and classify it against this code's migrations."""
+    try:
+        with engine.connect() as conn:
+            heads = MigrationContext.configure(conn).get_current_heads()
+            tables = set(inspect(conn).get_table_names())
+    except DBAPIError as exc:
+        raise _connect_error(exc, engine.url) from None
+    if len(heads) > 1:
+        raise StoreError(
+            f"the database {safe_url(engine.url)} has several migration heads {sorted(heads)}; "
+            "it was not migrated by probe"
+        )
+    current = heads[0] if heads else None
+    known = current is None or current in known_revisions()
+    ours = {t.name for t in metadata.sorted_tables}
+    return RevisionState(current, head_revision(), known, bool(tables & ours))
+
+
+def unknown_revision_error(state: RevisionState, url: URL) -> StoreError:
+    """The error for a database at a revision this code does not know (usually newer)."""
+    return StoreError(
+        f"the database {safe_url(url)} is at revision {state.current!r}, which this version of "
+        f"probe does not know (it knows up to {state.head!r}); it was probably migrated by a "
+        "newer probe. Upgrade probe, or point --db / PROBE_DATABASE_URL at another database."
+    )
+
+
+def require_usable(engine: Engine, *, migrate: bool) -> RevisionState:
+    """Refuse a database at an unknown (newer) revision; with `migrate`, upgrade it to head."""
+    state = revision_state(engine)
+    if not state.known:
+        raise unknown_revision_error(state, engine.url)
+    if state.current is None and state.has_tables:
+        raise StoreError(
+            f"the database {safe_url(engine.url)} has probe's tables but no migration revision; "
+            "it was not created by `probe db upgrade`. Use an empty database."
+        )
+    if state.at_head:
+        return state
+    if not migrate:
+        raise StoreError(
+            f"the database {safe_url(engine.url)} is at revision {state.current or '(empty)'}, "
+            f"not {state.head}; run `probe db upgrade`"
+        )
+    upgrade(engine)
+    return revision_state(engine)
+
+
+def _run_alembic(engine: Engine, action: str, revision: str) -> None:
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            config = alembic_config(conn)
+            if action == "upgrade":
+                command.upgrade(config, revision)
+            else:
+                command.downgrade(config, revision)
+    except CommandError as exc:
+        raise StoreError(f"cannot {action} to {revision!r}: {exc}") from None
+    except DBAPIError as exc:
+        raise _connect_error(exc, engine.url) from None
+    except SQLAlchemyError as exc:
+        raise StoreError(
+            f"{action} failed: {_scrub(str(exc).splitlines()[0], engine.url)}"
+        ) from None
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database up to `revision` (default: this code's head), in one transaction."""
+    state = revision_state(engine)
+    if not state.known:
+        raise unknown_revision_error(state, engine.url)
+    _run_alembic(engine, "upgrade", revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Migrate the database down to `revision` ('base' drops every probe table)."""
+    state = revision_state(engine)
+    if not state.known:
+        raise unknown_revision_error(state, engine.url)
+    if revision != "base" and not revision.startswith("-") and revision not in known_revisions():
+        raise StoreError(
+            f"unknown revision {revision!r}; known revisions: "
+            + ", ".join(["base", *known_revisions()])
+        )
+    _run_alembic(engine, "downgrade", revision)
+
+
+def open_store(url: str | URL | None = None, *, migrate: bool = True) -> Store:
+    """Connect to the database and make sure its schema is this code's head revision.
+
+    An empty database (or one at an older known revision) is migrated to head when `migrate`
+    is true; a database at a revision this code does not know (newer, or foreign) is refused
+    with a StoreError, as is one that needs migrating when `migrate` is false.
+    """
+    engine = create_store_engine(url)
+    try:
+        require_usable(engine, migrate=migrate)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Store(engine)

@@ -1,0 +1,566 @@
+"""Batched, thread-safe persistence of one run's observations.
+
+The crawl produces observations fast and from many tasks; the writer buffers them and writes
+them in batches, one transaction per flush, when enough have accumulated (`batch_size` rows),
+when `flush_interval` seconds have passed, or on an explicit :meth:`StoreWriter.flush`.
+Request rows, by far the most numerous, go through a Core ``insert()`` executemany.
+
+If a flush fails because the database is unreachable, nothing is lost: the batch goes back
+into the buffer, the failure is counted, and the next flush retries it (automatic flushes
+back off exponentially meanwhile). Rows the database rejects outright (e.g. an unknown
+endpoint id) are set aside one by one and counted in `rejected_rows`, so one bad row cannot
+wedge the writer. The API is synchronous; async callers wrap it in ``anyio.to_thread.run_sync``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import Connection, Engine, func, insert, select, tuple_
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+
+from probe.models import CheckResult, Exchange
+from probe.store.dialect import bulk_insert, upsert
+from probe.store.sanitize import (
+    content_hash,
+    scrub,
+    storable_json,
+    strip_text_secrets,
+    strip_url_secrets,
+)
+from probe.store.tables import (
+    CheckResultRow,
+    DocumentKind,
+    DocumentRow,
+    DocumentSightingRow,
+    HttpRequestRow,
+    RunTargetRow,
+    SyncJobRow,
+    TargetStatus,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Buffer:
+    """Observations not yet written; check results and targets are keyed so the latest wins."""
+
+    requests: list[Row] = field(default_factory=list)
+    checks: dict[tuple[int, str], Row] = field(default_factory=dict)
+    documents: list[Row] = field(default_factory=list)
+    sync_jobs: list[Row] = field(default_factory=list)
+    targets: dict[int, Row] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return (
+            len(self.requests)
+            + len(self.checks)
+            + len(self.documents)
+            + len(self.sync_jobs)
+            + len(self.targets)
+        )
+
+    def put_back(self, newer: _Buffer) -> None:
+        """Merge `newer` (added while this batch was being written) after this older batch."""
+        self.requests.extend(newer.requests)
+        self.checks.update(newer.checks)
+        self.documents.extend(newer.documents)
+        self.sync_jobs.extend(newer.sync_jobs)
+        for endpoint_id, row in newer.targets.items():
+            _merge_target(self.targets, endpoint_id, row)
+
+
+def _merge_target(targets: dict[int, Row], endpoint_id: int, row: Row) -> None:
+    previous = targets.get(endpoint_id)
+    if previous is not None and row["started_at"] is None:
+        row = {**row, "started_at": previous["started_at"]}
+    targets[endpoint_id] = row
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStats:
+    """Counters describing a writer's health, for logs and the run summary."""
+
+    rows_written: int
+    flushes: int
+    failed_flushes: int
+    consecutive_failures: int
+    rejected_rows: int
+    dropped_rows: int
+    buffered: int
+    last_error: str | None
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """True for failures worth retrying as-is: the database is unreachable or went away."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+class StoreWriter:
+    """Buffers one run's observations and writes them in batches; safe to share across threads."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        run_id: int,
+        *,
+        batch_size: int = 5000,
+        flush_interval: float = 2.0,
+        max_buffered: int = 1_000_000,
+        max_backoff: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_buffered = max_buffered
+        self.max_backoff = max_backoff
+        self._clock = clock
+        self._buffer = _Buffer()
+        self._lock = threading.Lock()  # guards the buffer and counters
+        self._flush_lock = threading.Lock()  # one flush at a time
+        self._last_flush = clock()
+        self._retry_at = 0.0
+        self._rows_written = 0
+        self._flushes = 0
+        self._failed_flushes = 0
+        self._consecutive_failures = 0
+        self._rejected = 0
+        self._dropped = 0
+        self._last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- observations -------------------------------------------------------------------------
+
+    def add_check_results(
+        self,
+        endpoint_id: int,
+        results: Iterable[CheckResult],
+        *,
+        observed_at: datetime | None = None,
+    ) -> None:
+        """Buffer check verdicts; re-adding a check for the same run and endpoint replaces it."""
+        moment = observed_at or utcnow()
+        rows = {
+            (endpoint_id, r.spec.id): {
+                "run_id": self.run_id,
+                "endpoint_id": endpoint_id,
+                "check_id": r.spec.id[:128],
+                "status": str(r.status),
+                "severity": str(r.spec.severity),
+                "message": strip_text_secrets(r.message),
+                "evidence": scrub(r.evidence),
+                "observed_at": moment,
+            }
+            for r in results
+        }
+        with self._lock:
+            self._buffer.checks.update(rows)
+        self._maybe_flush()
+
+    def add_exchanges(self, endpoint_id: int, exchanges: Iterable[Exchange]) -> None:
+        """Buffer HTTP request records (never bodies; URL secrets stripped)."""
+        now = utcnow()
+        rows = [
+            {
+                "run_id": self.run_id,
+                "endpoint_id": endpoint_id,
+                "method": ex.method.upper()[:10],
+                "url": strip_url_secrets(ex.url),
+                "status": ex.status,
+                "latency_ms": float(ex.latency_ms),
+                "bytes": int(ex.size_bytes),
+                "content_type": ex.content_type[:255] if ex.content_type else None,
+                "error_class": ex.error_class[:64] if ex.error_class else None,
+                "step": str(ex.step),
+                "started_at": ex.started_at or now,
+            }
+            for ex in exchanges
+        ]
+        with self._lock:
+            self._buffer.requests.extend(rows)
+            self._enforce_cap()
+        self._maybe_flush()
+
+    def add_document(
+        self,
+        endpoint_id: int,
+        kind: DocumentKind | str,
+        body: Mapping[str, Any],
+        *,
+        seen_at: datetime | None = None,
+    ) -> str:
+        """Buffer a sighting of a server document; its body is stored once per content hash.
+
+        Returns the sha256 content hash (of the canonical JSON) identifying the body.
+        """
+        clean = storable_json(dict(body))
+        digest = content_hash(clean)
+        row = {
+            "kind": str(DocumentKind(kind)),
+            "content_hash": digest,
+            "body": clean,
+            "endpoint_id": endpoint_id,
+            "seen_at": seen_at or utcnow(),
+        }
+        with self._lock:
+            self._buffer.documents.append(row)
+        self._maybe_flush()
+        return digest
+
+    def add_sync_job(
+        self,
+        endpoint_id: int,
+        patient_label: str,
+        *,
+        created_at: datetime,
+        completed_at: datetime | None = None,
+        outcome: str | None = None,
+        resources_by_type: Mapping[str, int] | None = None,
+        pages: int = 0,
+        size_bytes: int = 0,
+        references_found: int = 0,
+        references_resolved: int = 0,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Buffer one sync's summary: counts, ids and timings only.
+
+        `resources_by_type` must map resource type names to counts; any FHIR resource found in
+        `details` is reduced to its type and id, so no resource body is ever stored.
+        """
+        counts: dict[str, int] = {}
+        for type_name, count in (resources_by_type or {}).items():
+            if isinstance(count, bool) or not isinstance(count, int):
+                raise TypeError(
+                    f"resources_by_type[{type_name!r}] must be a count (int), not "
+                    f"{type(count).__name__}; resource bodies are never stored"
+                )
+            counts[str(type_name)] = count
+        row = {
+            "run_id": self.run_id,
+            "endpoint_id": endpoint_id,
+            "patient_label": patient_label[:200],
+            "created_at": created_at,
+            "completed_at": completed_at,
+            "outcome": outcome[:64] if outcome else None,
+            "resources_by_type": counts,
+            "pages": int(pages),
+            "bytes": int(size_bytes),
+            "references_found": int(references_found),
+            "references_resolved": int(references_resolved),
+            "details": scrub(dict(details)) if details is not None else None,
+        }
+        with self._lock:
+            self._buffer.sync_jobs.append(row)
+        self._maybe_flush()
+
+    def mark_target(
+        self,
+        endpoint_id: int,
+        status: TargetStatus | str,
+        *,
+        started_at: datetime | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Buffer a target's state; it is written after the observations of the same flush.
+
+        ``pending`` with `started_at` records that work began; ``done``/``failed`` stamp the
+        finish time. Because targets are written last in each flush's transaction, a target
+        marked done never lacks the observations added before it.
+        """
+        state = TargetStatus(status)
+        finished = utcnow() if state is not TargetStatus.PENDING else None
+        row = {
+            "run_id": self.run_id,
+            "endpoint_id": endpoint_id,
+            "status": state.value,
+            "started_at": started_at,
+            "finished_at": finished,
+            "error": strip_text_secrets(error) if error else None,
+        }
+        with self._lock:
+            _merge_target(self._buffer.targets, endpoint_id, row)
+        self._maybe_flush()
+
+    # -- flushing -----------------------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        """How many observations wait to be written."""
+        with self._lock:
+            return len(self._buffer)
+
+    @property
+    def failed_flushes(self) -> int:
+        """How many flushes have failed in total (each kept its batch for a retry)."""
+        return self._failed_flushes
+
+    def stats(self) -> WriterStats:
+        """A snapshot of the writer's counters."""
+        with self._lock:
+            return WriterStats(
+                rows_written=self._rows_written,
+                flushes=self._flushes,
+                failed_flushes=self._failed_flushes,
+                consecutive_failures=self._consecutive_failures,
+                rejected_rows=self._rejected,
+                dropped_rows=self._dropped,
+                buffered=len(self._buffer),
+                last_error=self._last_error,
+            )
+
+    def _enforce_cap(self) -> None:
+        # Called with the lock held: while the database is down, shed the oldest request rows.
+        excess = len(self._buffer) - self.max_buffered
+        if excess > 0:
+            dropped = min(excess, len(self._buffer.requests))
+            del self._buffer.requests[:dropped]
+            self._dropped += dropped
+
+    def _due(self) -> bool:
+        with self._lock:
+            size = len(self._buffer)
+        if size == 0:
+            return False
+        now = self._clock()
+        if now < self._retry_at:
+            return False
+        return size >= self.batch_size or now - self._last_flush >= self.flush_interval
+
+    def _maybe_flush(self) -> None:
+        if self._due() and self._flush_lock.acquire(blocking=False):
+            try:
+                self._flush_locked()
+            finally:
+                self._flush_lock.release()
+
+    def flush(self) -> bool:
+        """Write everything buffered now in one transaction; False if it failed (batch kept)."""
+        with self._flush_lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> bool:
+        with self._lock:
+            batch, self._buffer = self._buffer, _Buffer()
+        self._last_flush = self._clock()
+        if not batch:
+            return True
+        try:
+            with self.engine.begin() as conn:
+                written = _write(conn, self.run_id, batch)
+        except SQLAlchemyError as exc:
+            if _is_transient(exc):
+                self._record_failure(exc, batch)
+                return False
+            # The database rejected some row: write what it accepts, one group at a time.
+            log.warning("store flush rejected, salvaging row by row: %s", _first_line(exc))
+            failures_before = self._failed_flushes
+            written, rejected = self._salvage(batch)
+            with self._lock:
+                self._rows_written += written
+                self._rejected += rejected
+                self._last_error = _first_line(exc)
+                if self._failed_flushes != failures_before:
+                    return False  # the database went away mid-salvage; the rest is kept
+                self._flushes += 1
+                self._consecutive_failures = 0
+                self._retry_at = 0.0
+            return True
+        with self._lock:
+            self._rows_written += written
+            self._flushes += 1
+            self._consecutive_failures = 0
+            self._retry_at = 0.0
+        return True
+
+    def _record_failure(self, exc: BaseException, batch: _Buffer) -> None:
+        with self._lock:
+            batch.put_back(self._buffer)
+            self._buffer = batch
+            self._enforce_cap()
+            self._failed_flushes += 1
+            self._consecutive_failures += 1
+            self._last_error = _first_line(exc)
+            backoff = min(self.max_backoff, 0.5 * 2 ** (self._consecutive_failures - 1))
+            self._retry_at = self._clock() + backoff
+        log.warning(
+            "store flush failed (%d in a row), %d observations kept for retry: %s",
+            self._consecutive_failures,
+            len(batch),
+            _first_line(exc),
+        )
+
+    def _salvage(self, batch: _Buffer) -> tuple[int, int]:
+        """Write each observation in its own transaction; count those the database refuses."""
+        written = rejected = 0
+        singles: list[_Buffer] = []
+        singles += [_Buffer(documents=[d]) for d in batch.documents]
+        singles += [_Buffer(checks={k: v}) for k, v in batch.checks.items()]
+        singles += [_Buffer(requests=[r]) for r in batch.requests]
+        singles += [_Buffer(sync_jobs=[s]) for s in batch.sync_jobs]
+        singles += [_Buffer(targets={k: v}) for k, v in batch.targets.items()]
+        for single in singles:
+            try:
+                with self.engine.begin() as conn:
+                    written += _write(conn, self.run_id, single)
+            except SQLAlchemyError as exc:
+                if _is_transient(exc):
+                    self._record_failure(exc, single)
+                else:
+                    rejected += 1
+                    log.error("store rejected an observation: %s", _first_line(exc))
+        return written, rejected
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Start a daemon thread that flushes on the time trigger even when nothing is added."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._run_timer, name=f"store-writer-{self.run_id}", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def _run_timer(self) -> None:
+        tick = max(0.05, min(self.flush_interval / 2, 1.0))
+        while not self._stop.wait(tick):
+            self._maybe_flush()
+
+    def close(self, *, retry_for: float = 0.0) -> bool:
+        """Stop the timer thread and flush; False (and a logged error) if rows remain unwritten.
+
+        With `retry_for`, a failing flush is retried (backing off up to 5 s) for that many
+        seconds while the database is unreachable, so a run that ends during an outage still
+        writes everything once the database is back.
+        """
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        ok = self.flush()
+        give_up_at = self._clock() + retry_for
+        pause = 0.5
+        while not ok and self._clock() < give_up_at:
+            time.sleep(min(pause, max(0.0, give_up_at - self._clock())))
+            pause = min(pause * 2, 5.0)
+            ok = self.flush()
+        if not ok:
+            log.error(
+                "store writer closed with %d observations unwritten: %s",
+                self.buffered,
+                self._last_error,
+            )
+        return ok
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _write(conn: Connection, run_id: int, batch: _Buffer) -> int:
+    """Write one batch on an open transaction; return the number of rows written."""
+    written = 0
+    if batch.documents:
+        written += _write_documents(conn, run_id, batch.documents)
+    if batch.checks:
+        stmt = upsert(conn, CheckResultRow)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["run_id", "endpoint_id", "check_id"],
+            set_={
+                name: stmt.excluded[name]
+                for name in ("status", "severity", "message", "evidence", "observed_at")
+            },
+        )
+        conn.execute(stmt, list(batch.checks.values()))
+        written += len(batch.checks)
+    if batch.requests:
+        bulk_insert(conn, HttpRequestRow, batch.requests)
+        written += len(batch.requests)
+    if batch.sync_jobs:
+        conn.execute(insert(SyncJobRow), batch.sync_jobs)
+        written += len(batch.sync_jobs)
+    if batch.targets:
+        table = RunTargetRow.__table__
+        stmt = upsert(conn, RunTargetRow)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["run_id", "endpoint_id"],
+            set_={
+                "status": stmt.excluded.status,
+                "finished_at": stmt.excluded.finished_at,
+                "error": stmt.excluded.error,
+                "started_at": func.coalesce(stmt.excluded.started_at, table.c.started_at),
+            },
+        )
+        conn.execute(stmt, list(batch.targets.values()))
+        written += len(batch.targets)
+    return written
+
+
+def _write_documents(conn: Connection, run_id: int, sightings: list[Row]) -> int:
+    """Store each distinct body once (per kind and hash), then one sighting per endpoint and run."""
+    bodies: dict[tuple[str, str], Row] = {}
+    for s in sightings:
+        key = (s["kind"], s["content_hash"])
+        if key not in bodies or s["seen_at"] < bodies[key]["first_seen"]:
+            bodies[key] = {
+                "kind": s["kind"],
+                "content_hash": s["content_hash"],
+                "body": s["body"],
+                "first_seen": s["seen_at"],
+            }
+    stmt = upsert(conn, DocumentRow).on_conflict_do_nothing(index_elements=["kind", "content_hash"])
+    conn.execute(stmt, list(bodies.values()))
+    ids = {
+        (kind, digest): doc_id
+        for doc_id, kind, digest in conn.execute(
+            select(DocumentRow.id, DocumentRow.kind, DocumentRow.content_hash).where(
+                tuple_(DocumentRow.kind, DocumentRow.content_hash).in_(list(bodies))
+            )
+        )
+    }
+    seen: dict[tuple[int, int], Row] = {}
+    for s in sightings:
+        doc_id = ids[(s["kind"], s["content_hash"])]
+        seen.setdefault(
+            (doc_id, s["endpoint_id"]),
+            {
+                "document_id": doc_id,
+                "run_id": run_id,
+                "endpoint_id": s["endpoint_id"],
+                "seen_at": s["seen_at"],
+            },
+        )
+    stmt = upsert(conn, DocumentSightingRow).on_conflict_do_nothing(
+        index_elements=["document_id", "run_id", "endpoint_id"]
+    )
+    conn.execute(stmt, list(seen.values()))
+    return len(seen)

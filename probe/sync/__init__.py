@@ -1,0 +1,1 @@
+"""Test-patient sync: authorization, `$everything`, paging, per-resource fallback, references."""

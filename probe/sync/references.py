@@ -1,0 +1,108 @@
+"""Gathering references from fetched resources and classifying them for resolution.
+
+Only reference strings and ids are kept, never resources. Kinds: ``contained`` (``#id``),
+``urn`` (``urn:uuid:`` / ``urn:oid:`` matched against Bundle fullUrls), ``relative``
+(``Type/id``, also absolute URLs under the base), ``same_origin`` (absolute, same origin, other
+path), ``other_origin`` (never fetched with the patient's token) and ``unresolvable``
+(conditional or malformed references).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from probe.urls import origin_of
+
+_RELATIVE = re.compile(
+    r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})(?:/_history/[A-Za-z0-9\-\.]{1,64})?$"
+)
+
+
+def iter_references(resource: dict[str, Any]) -> list[str]:
+    """Every `reference` string inside a resource (not inside its contained resources)."""
+    found: list[str] = []
+    stack: list[Any] = [v for k, v in resource.items() if k != "contained"]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            ref = node.get("reference")
+            if isinstance(ref, str):
+                found.append(ref)
+            stack.extend(v for k, v in node.items() if k != "reference")
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+@dataclass(slots=True)
+class ReferenceSet:
+    """The distinct references a sync has seen, by kind, with what is known to exist locally."""
+
+    base_url: str
+    relative: set[str] = field(default_factory=set)
+    same_origin: set[str] = field(default_factory=set)
+    urns: set[str] = field(default_factory=set)
+    other_origin: set[str] = field(default_factory=set)
+    unresolvable: set[str] = field(default_factory=set)
+    contained_found: int = 0
+    contained_resolved: int = 0
+    full_urls: set[str] = field(default_factory=set)
+    max_references: int = 100_000
+
+    @property
+    def total(self) -> int:
+        """Distinct references seen (contained ones counted per occurrence)."""
+        return (
+            len(self.relative)
+            + len(self.same_origin)
+            + len(self.urns)
+            + len(self.other_origin)
+            + len(self.unresolvable)
+            + self.contained_found
+        )
+
+    def add_resource(self, resource: dict[str, Any], full_url: str | None) -> None:
+        """Record a fetched resource's fullUrl and every reference it makes."""
+        if full_url:
+            self.full_urls.add(full_url)
+        contained_ids = {
+            f"#{c.get('id')}"
+            for c in resource.get("contained") or []
+            if isinstance(c, dict) and c.get("id")
+        }
+        for ref in iter_references(resource):
+            if self.total >= self.max_references:
+                return
+            self.add(ref, contained_ids)
+
+    def add(self, ref: str, contained_ids: set[str] | None = None) -> None:
+        """Classify one reference string."""
+        ref = ref.strip()
+        if ref.startswith("#"):
+            self.contained_found += 1
+            if contained_ids is not None and ref in contained_ids:
+                self.contained_resolved += 1
+            return
+        if ref.startswith(("urn:uuid:", "urn:oid:")):
+            self.urns.add(ref)
+            return
+        if ref.startswith(("http://", "https://")):
+            base = self.base_url.rstrip("/") + "/"
+            if ref.startswith(base) and _RELATIVE.match(ref[len(base) :]):
+                self.relative.add(_strip_history(ref[len(base) :]))
+            elif origin_of(ref) == origin_of(self.base_url):
+                self.same_origin.add(ref)
+            else:
+                self.other_origin.add(ref)
+            return
+        if _RELATIVE.match(ref):
+            self.relative.add(_strip_history(ref))
+            return
+        self.unresolvable.add(ref)
+
+
+def _strip_history(ref: str) -> str:
+    parts = ref.split("/")
+    return "/".join(parts[:2])

@@ -1,0 +1,164 @@
+"""Prerelease in-process against the fleet: score mapping, gate, JUnit/Markdown/HTML, saved runs."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from probe.drift.classify import ChangeKind
+from probe.fleet import Fleet
+from probe.prerelease import (
+    FailOn,
+    PrereleaseError,
+    prerelease_metric_ids,
+    save_candidate,
+    stored_baseline,
+)
+from probe.prerelease_report import render_html, render_junit, render_markdown
+from probe.score.rubric import default_rubric
+from probe.store import Store
+from tests.prerelease.conftest import make_fleet, prerelease
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Fleet:
+    return make_fleet()
+
+
+def parse(xml: str) -> ET.Element:
+    """Our own JUnit output (trusted)."""
+    return ET.fromstring(xml)  # noqa: S314
+
+
+def suites(xml: str) -> dict[str, ET.Element]:
+    root = parse(xml)
+    assert root.tag == "testsuites"
+    return {s.get("name", ""): s for s in root.findall("testsuite")}
+
+
+def failures(xml: str) -> dict[str, str]:
+    root = parse(xml)
+    return {
+        case.get("name", ""): failure.get("type", "")
+        for case in root.iter("testcase")
+        if (failure := case.find("failure")) is not None
+    }
+
+
+def test_the_prerelease_scorecard_is_the_observed_rubric_metrics_normalised(fleet: Fleet) -> None:
+    assert prerelease_metric_ids(default_rubric()) == [
+        "capability_statement",
+        "smart_configuration",
+        "refresh_token",
+        "request_success",
+        "reference_resolution",
+        "carin_bb",
+        "clinical",
+        "sync_speed",
+        "everything",
+    ]
+    result = prerelease(fleet, "staging")
+    score = result.score
+    scored = {m.metric_id: (m.points, m.max_points) for m in score.scored}
+    assert scored["capability_statement"] == (2, 2)
+    assert scored["everything"] == (3, 3)
+    assert scored["carin_bb"] == (6, 6)
+    assert scored["refresh_token"] == (2, 10)  # a refresh token, lifetime unknown
+    assert [m.metric_id for m in score.no_data] == ["reference_resolution"]
+    assert score.earned == sum(p for p, _ in scored.values())
+    assert score.available == sum(m for _, m in scored.values())
+    assert score.score == round(100 * score.earned / score.available)
+    # The raw rubric total adds the configured metrics' not-enough-data points (e.g. 2 for
+    # eligibility errors): reported beside the score, never used by --fail-under.
+    assert score.rubric_max == 100 and score.rubric_total >= score.earned
+
+
+def test_static_bearer_leaves_refresh_token_unscored_and_no_sync_scores_discovery(
+    fleet: Fleet,
+) -> None:
+    bearer = prerelease(fleet, "staging-bearer")
+    assert "refresh_token" in [m.metric_id for m in bearer.score.no_data]
+    discovery_only = prerelease(fleet, "staging", sync=False)
+    assert [m.metric_id for m in discovery_only.score.scored] == [
+        "capability_statement",
+        "smart_configuration",
+    ]
+    assert discovery_only.score.score == 100
+    junit = suites(render_junit(discovery_only))
+    sync_case = junit["prerelease.sync"].find("testcase")
+    assert sync_case is not None and sync_case.find("skipped") is not None
+
+
+def test_faithful_staging_passes_with_only_cosmetic_changes(fleet: Fleet) -> None:
+    result = prerelease(fleet, "staging", fail_on=(FailOn.BREAKING, FailOn.REQUIRED), fail_under=60)
+    assert result.gate.passed, result.gate.reasons
+    assert {c.kind for c in result.changes} == {ChangeKind.COSMETIC}
+    xml = render_junit(result)
+    assert failures(xml) == {}
+    junit = suites(xml)
+    names = [c.get("name", "") for c in junit["prerelease.checks"].iter("testcase")]
+    assert len(names) == len(result.candidate.report.results)
+    assert any(n.startswith("smart.jwks: ") for n in names)
+    changes = [c.get("name") for c in junit["prerelease.changes"].iter("testcase")]
+    assert changes[0] == "baseline comparison"
+    assert set(changes[1:]) == {c.id for c in result.changes}
+
+
+def test_breaking_candidate_fails_the_gate_and_junit(fleet: Fleet) -> None:
+    report_only = prerelease(fleet, "staging-bad")
+    assert report_only.gate.passed  # no --fail-on: a report, not a gate
+    gated = prerelease(fleet, "staging-bad", fail_on=(FailOn.BREAKING,))
+    assert not gated.gate.passed
+    assert "capability.operation.removed:Patient.everything" in gated.gate.reasons[0]
+    assert failures(render_junit(gated)) == {
+        "capability.operation.removed:Patient.everything": "breaking"
+    }
+    notable = prerelease(fleet, "staging", fail_on=(FailOn.NOTABLE,))
+    assert notable.gate.passed  # cosmetic changes only
+
+
+def test_failed_required_check_is_a_junit_failure_and_gates_with_fail_on_required(
+    fleet: Fleet,
+) -> None:
+    result = prerelease(fleet, "staging-locked", fail_on=(FailOn.REQUIRED,))
+    assert not result.gate.passed
+    assert any("required check(s) failed" in r for r in result.gate.reasons)
+    found = failures(render_junit(result))
+    assert found["metadata.reachable: CapabilityStatement endpoint answers"] == "required"
+
+
+def test_score_below_fail_under_fails_gate_and_score_testcase(fleet: Fleet) -> None:
+    result = prerelease(fleet, "staging", fail_under=99)
+    assert result.score.score is not None and result.score.score < 99
+    assert not result.gate.passed
+    assert failures(render_junit(result)) == {"prerelease score": "score"}
+
+
+def test_reports_escape_what_servers_send(fleet: Fleet) -> None:
+    result = prerelease(fleet, "staging-html")
+    page = render_html(result)
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    markdown = render_markdown(result)
+    assert "# probe prerelease: PASSED" in markdown
+    assert "\\| Plan" in markdown  # a pipe in a value cannot break the table
+    parse(render_junit(result))  # well-formed whatever the values
+
+
+def test_a_saved_candidate_is_a_baseline_for_the_next_release(store: Store, fleet: Fleet) -> None:
+    first = prerelease(fleet, "staging-bad", baseline_slug=None)
+    run_id = save_candidate(store, first.candidate)
+    baseline = stored_baseline(store, run_id)
+    assert baseline.has_syncs and baseline.run_id == run_id
+    again = prerelease(fleet, "staging-bad", baseline=baseline, fail_on=(FailOn.BREAKING,))
+    assert again.changes == [] and again.gate.passed
+    # Against the stored staging-bad run, a faithful staging shows $everything coming back.
+    better = prerelease(fleet, "staging", baseline=baseline)
+    ids = {c.id: c.kind for c in better.changes}
+    assert ids["behaviour.everything.up"] is ChangeKind.NOTABLE
+    assert ids["capability.operation.added:Patient.everything"] is ChangeKind.NOTABLE
+    with pytest.raises(PrereleaseError, match="no such run"):
+        stored_baseline(store, run_id + 100)
+    with pytest.raises(PrereleaseError, match="did not observe it"):
+        stored_baseline(store, run_id, "https://elsewhere.example/fhir")
