@@ -155,11 +155,11 @@ def latest_run(db: Path | str) -> tuple[int, str] | None:
     return (int(row[0]), str(row[1])) if row else None
 
 
-def progress(db: Path) -> str:
-    """Where a killed crawl stood: 'no run yet', or how many of its targets were done."""
+def target_counts(db: Path) -> dict[str, int] | None:
+    """The newest run's targets by status, or None when no run was recorded."""
     latest = latest_run(db)
     if latest is None:
-        return "no run yet"
+        return None
     engine = create_engine(f"sqlite:///{db}")
     try:
         with engine.connect() as conn:
@@ -170,8 +170,42 @@ def progress(db: Path) -> str:
             ).all()
     finally:
         engine.dispose()
-    counts = {str(status): int(n) for status, n in rows}
+    return {str(status): int(n) for status, n in rows}
+
+
+def progress(db: Path) -> str:
+    """Where a killed crawl stood: 'no run yet', or how many of its targets were done."""
+    counts = target_counts(db)
+    if counts is None:
+        return "no run yet"
     return f"{counts.get('done', 0)}/{sum(counts.values())} done"
+
+
+def killed_after_listing(
+    directory: Path, db: Path, delay: float, *, resume: bool
+) -> float | None:
+    """Start `probe run`, SIGKILL it `delay` s after its targets are listed in the store.
+
+    Returns the seconds from start to the kill, or None when the run ended first. The store is
+    polled every 20 ms; a kill here lands in the crawl itself, not in interpreter start-up.
+    """
+    t0 = time.monotonic()
+    process = probe_run(directory, db, resume=resume)
+    while process.poll() is None:
+        try:
+            counts = target_counts(db)
+        except Exception:  # the schema is being created: not there yet
+            counts = None
+        if counts:
+            try:
+                process.wait(timeout=delay)
+                return None
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                return time.monotonic() - t0
+        time.sleep(0.02)
+    return None
 
 
 def stored_results(db: Path | str, run_id: int) -> dict[str, Any]:
@@ -272,16 +306,27 @@ def trial(
     *,
     rekill: float,
     max_kills: int,
+    mid_crawl_first_kill: bool = False,
 ) -> Trial:
-    """Kill, resume until completed, compare with the reference."""
+    """Kill, resume until completed, compare with the reference.
+
+    The first run is killed after a random delay from start, or, with `mid_crawl_first_kill`,
+    a random 0-0.3 s after its targets are listed (a kill that lands in the crawl itself).
+    """
     db = workdir / f"trial-{number:02d}.db"
     result = Trial(number)
     t0 = time.monotonic()
-    delay = rng.uniform(0.2, reference_s)
     result.runs += 1
-    if killed_after(directory, db, delay, resume=False):
-        result.kill_delays.append(round(delay, 2))
-        result.kill_states.append(progress(db))
+    if mid_crawl_first_kill:
+        landed = killed_after_listing(directory, db, rng.uniform(0.0, 0.3), resume=False)
+        if landed is not None:
+            result.kill_delays.append(round(landed, 2))
+            result.kill_states.append(progress(db))
+    else:
+        delay = rng.uniform(0.2, reference_s)
+        if killed_after(directory, db, delay, resume=False):
+            result.kill_delays.append(round(delay, 2))
+            result.kill_states.append(progress(db))
     while True:
         latest = latest_run(db)
         if latest is not None and latest[1] == "completed":
@@ -316,12 +361,14 @@ def run_trials(
     seed: int = 7,
     rekill: float = 0.3,
     max_kills: int = 3,
+    mid_crawl_first_kill: bool = False,
     workdir: Path | None = None,
     log: Any = None,
 ) -> tuple[list[Trial], float, int]:
     """Serve a fleet, crawl it once unbroken, then run `trials` kill/resume trials.
 
-    Returns the trials, the reference crawl's duration and the number of endpoints.
+    With `mid_crawl_first_kill`, each trial's first run is killed shortly after its targets are
+    listed (see `trial`) instead of after a random delay from start. Returns the trials, the reference crawl's duration and the number of endpoints.
     """
     say = log or (lambda text: print(text, file=sys.stderr, flush=True))
     rng = random.Random(seed)
@@ -346,6 +393,7 @@ def run_trials(
                     rng,
                     rekill=rekill,
                     max_kills=max_kills,
+                    mid_crawl_first_kill=mid_crawl_first_kill,
                 )
                 done.append(one)
                 say(
@@ -365,6 +413,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rekill", type=float, default=0.3, help="chance a resume is killed too")
     parser.add_argument("--max-kills", type=int, default=3)
+    parser.add_argument(
+        "--mid-crawl",
+        action="store_true",
+        help="kill each first run 0-0.3 s after its targets are listed",
+    )
     args = parser.parse_args()
     started = time.monotonic()
     trials, reference_s, endpoints = run_trials(
@@ -373,6 +426,7 @@ def main() -> None:
         seed=args.seed,
         rekill=args.rekill,
         max_kills=args.max_kills,
+        mid_crawl_first_kill=args.mid_crawl,
     )
     kills = [len(t.kill_delays) for t in trials]
     equal = sum(t.equal for t in trials)
