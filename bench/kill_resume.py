@@ -368,7 +368,8 @@ def run_trials(
     """Serve a fleet, crawl it once unbroken, then run `trials` kill/resume trials.
 
     With `mid_crawl_first_kill`, each trial's first run is killed shortly after its targets are
-    listed (see `trial`) instead of after a random delay from start. Returns the trials, the reference crawl's duration and the number of endpoints.
+    listed (see `trial`) instead of after a random delay from start. Returns the trials, the
+    reference crawl's duration and the number of endpoints.
     """
     say = log or (lambda text: print(text, file=sys.stderr, flush=True))
     rng = random.Random(seed)
