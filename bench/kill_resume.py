@@ -181,9 +181,7 @@ def progress(db: Path) -> str:
     return f"{counts.get('done', 0)}/{sum(counts.values())} done"
 
 
-def killed_after_listing(
-    directory: Path, db: Path, delay: float, *, resume: bool
-) -> float | None:
+def killed_after_listing(directory: Path, db: Path, delay: float, *, resume: bool) -> float | None:
     """Start `probe run`, SIGKILL it `delay` s after its targets are listed in the store.
 
     Returns the seconds from start to the kill, or None when the run ended first. The store is
