@@ -1,10 +1,11 @@
 """`make demo`: serve a fleet of ~20 simulated payers on loopback and probe every one of them.
 
 Starts ``probe fleet serve`` (the demo fleet of ``probe/fleet/data/demo-fleet.yaml``) in its own
-process group, waits until it answers, then runs the nightly crawl ``probe run DIRECTORY`` (or,
-where that command does not exist, ``probe check`` on each base URL), prints a summary and stops
-the fleet. The fleet never outlives the demo: it is stopped in a ``finally`` block, on
-SIGINT/SIGTERM/SIGHUP, and (on Linux) by the kernel if the demo itself is killed.
+process group on a fixed port (so that repeated demos probe the same base URLs and the default
+store ``./probe.db`` builds one history), waits until it answers, runs the nightly crawl
+``probe run DIRECTORY``, ``probe score`` and ``probe report --html``, and stops the fleet. The
+fleet never outlives the demo: it is stopped in a ``finally`` block, on SIGINT/SIGTERM/SIGHUP,
+and (on Linux) by the kernel if the demo itself is killed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import json
 import os
 import shutil
 import signal
@@ -28,19 +28,31 @@ from typing import Any
 
 import httpx
 
-from probe.directory import load_directory, targets
+from probe.directory import load_directory
 
 FLEET_START_TIMEOUT = 60.0
 PROBE_TIMEOUT = 100.0
 REPORT = "probe-report.html"
+DEMO_PORT = 8791  # fixed, so that repeated demos probe the same base URLs and build one history
 
 
 class _Stopped(Exception):
     """A signal asked the demo to stop."""
 
 
+_stop_requested: list[str] = []  # the signals received; the demo stops at its next check
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    raise _Stopped(signal.Signals(signum).name)
+    # Only record it: an exception raised from a handler can land in a fork hook of
+    # subprocess.Popen, where Python prints and drops it (a Ctrl-C the demo would never see).
+    _stop_requested.append(signal.Signals(signum).name)
+
+
+def _check_stop() -> None:
+    """Raise `_Stopped` when a signal asked the demo to stop."""
+    if _stop_requested:
+        raise _Stopped(_stop_requested[0])
 
 
 def _die_with_parent() -> None:
@@ -77,6 +89,7 @@ def _stop(process: subprocess.Popen[bytes] | None, name: str) -> None:
 @contextlib.contextmanager
 def _signals_stop_the_demo() -> Iterator[None]:
     wanted = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+    _stop_requested.clear()
     previous = {sig: signal.signal(sig, _on_signal) for sig in wanted}
     try:
         yield
@@ -89,6 +102,7 @@ def _wait_ready(process: subprocess.Popen[bytes], directory_file: Path, log: Pat
     """Wait for the fleet's directory and a health answer; returns the first host's origin."""
     deadline = time.monotonic() + FLEET_START_TIMEOUT
     while time.monotonic() < deadline:
+        _check_stop()
         if process.poll() is not None:
             raise RuntimeError(f"the fleet exited ({process.returncode}): {log.read_text()}")
         if directory_file.exists():
@@ -101,24 +115,17 @@ def _wait_ready(process: subprocess.Popen[bytes], directory_file: Path, log: Pat
     raise RuntimeError("the fleet did not answer within a minute")
 
 
-def _has_command(name: str) -> bool:
-    try:
-        from probe.cli import app
-    except ImportError:
-        return False
-    return any(
-        (c.name or (c.callback.__name__ if c.callback else "")) == name
-        for c in app.registered_commands
-    )
-
-
 def _probe(args: list[str], what: str, timeout: float = PROBE_TIMEOUT) -> int:
     """Run one probe command in the foreground (the default store: probe.db in this directory)."""
+    _check_stop()
     print(f"demo: probe {' '.join(args)}", file=sys.stderr)
     process = _spawn(args)
+    deadline = time.monotonic() + timeout
     try:
-        return process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
+        while time.monotonic() < deadline:
+            _check_stop()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                return process.wait(timeout=0.1)
         print(f"demo: {what} took too long; stopping it", file=sys.stderr)
         return 1
     finally:
@@ -131,38 +138,13 @@ def _run_crawl(directory_file: Path, workdir: Path) -> int:
     status = _probe([*args, "--token-store", str(workdir / "tokens.yaml")], "probe run")
     if status != 0:
         return status
-    _probe(["score"], "probe score", timeout=60)
-    if _has_command("report"):
-        _probe(["report", "--html", REPORT], "probe report", timeout=60)
+    status = _probe(["score"], "probe score", timeout=60)
+    if status != 0:
+        return status
+    status = _probe(["report", "--html", REPORT], "probe report", timeout=60)
+    if status == 0:
         print(f"demo: HTML report written to {Path(REPORT).resolve()}", file=sys.stderr)
     return status
-
-
-def _run_checks(directory_file: Path) -> int:
-    worst = 0
-    rows = []
-    for target in targets(load_directory(directory_file)):
-        process = _spawn(
-            ["check", target.base_url, "--format", "json", "--timeout", "10"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            out, _ = process.communicate(timeout=60)
-        finally:
-            _stop(process, "probe check")
-        # Exit 1 means "a required check failed": expected for the fleet's broken payers.
-        if process.returncode not in (0, 1):
-            worst = max(worst, process.returncode or 0)
-        try:
-            summary = json.loads(out)["summary"]
-        except (ValueError, KeyError, TypeError):
-            summary = {}
-        rows.append((target.payer.name, target.environment, summary))
-    for name, env, summary in rows:
-        counts = ", ".join(f"{k} {v}" for k, v in summary.items() if v) or "no report"
-        print(f"  {name:<32} {env:<10} {counts}")
-    return worst
 
 
 def _fleet_summary(origin: str) -> None:
@@ -177,15 +159,56 @@ def _fleet_summary(origin: str) -> None:
             )
 
 
+def _start_fleet(workdir: Path, config: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `probe fleet serve` on `port` (0: any free one); the process and its first origin.
+
+    Raises `PortTaken` when the port is in use on one of the fleet's addresses.
+    """
+    directory_file = workdir / "endpoints.yaml"
+    log = workdir / "fleet.log"
+    with log.open("wb") as log_handle:
+        fleet = _spawn(
+            [
+                "fleet",
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                "--directory-out",
+                str(directory_file),
+                "--secrets-out",
+                str(workdir / "secrets.yaml"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log_handle,
+        )
+    try:
+        return fleet, _wait_ready(fleet, directory_file, log)
+    except BaseException as exc:
+        _stop(fleet, "fleet")
+        if isinstance(exc, RuntimeError) and port and "cannot listen" in log.read_text():
+            raise PortTaken(port) from None
+        raise
+
+
+class PortTaken(Exception):
+    """The demo's fixed port is taken on one of the fleet's addresses."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; 0 when the probe ran to completion (findings included), else non-zero."""
     parser = argparse.ArgumentParser(prog="python -m probe.demo", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--checks", action="store_true", help="use probe check, not probe run")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEMO_PORT,
+        help=f"the fleet's port (default {DEMO_PORT}, any free one when taken; 0: any)",
+    )
     options = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="probe-demo-"))
     directory_file = workdir / "endpoints.yaml"
-    log = workdir / "fleet.log"
     fleet: subprocess.Popen[bytes] | None = None
     status = 1
     started = time.monotonic()
@@ -195,32 +218,17 @@ def main(argv: list[str] | None = None) -> int:
             resources.as_file(
                 resources.files("probe.fleet").joinpath("data/demo-fleet.yaml")
             ) as config,
-            log.open("wb") as log_handle,
         ):
-            fleet = _spawn(
-                [
-                    "fleet",
-                    "serve",
-                    "--config",
-                    str(config),
-                    "--directory-out",
-                    str(directory_file),
-                    "--secrets-out",
-                    str(workdir / "secrets.yaml"),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=log_handle,
-            )
-            origin = _wait_ready(fleet, directory_file, log)
+            try:
+                fleet, origin = _start_fleet(workdir, config, options.port)
+            except PortTaken as taken:
+                print(f"demo: port {taken} is taken; using a free one", file=sys.stderr)
+                fleet, origin = _start_fleet(workdir, config, 0)
             count = len(load_directory(directory_file).payers)
-            print(
-                f"demo: fleet of {count} payers is up ({log.read_text().strip()})", file=sys.stderr
-            )
-            if _has_command("run") and not options.checks:
-                status = _run_crawl(directory_file, workdir)
-            else:
-                print("demo: probe check on every endpoint", file=sys.stderr)
-                status = _run_checks(directory_file)
+            up = (workdir / "fleet.log").read_text().strip()
+            print(f"demo: fleet of {count} payers is up ({up})", file=sys.stderr)
+            status = _run_crawl(directory_file, workdir)
+            _check_stop()
             _fleet_summary(origin)
     except _Stopped as stop:
         print(f"demo: stopped by {stop}", file=sys.stderr)
