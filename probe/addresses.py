@@ -12,6 +12,15 @@ public and is of a kind the base URL's own host is not. A public base may only l
 addresses; a loopback base (the fleet, tests) may lead to loopback but not to link-local or
 private addresses. Whether two loopback origins may share credentials is not this module's
 business: the same-origin rule decides that, and refuses it.
+
+The same guard also decides, at connect time, which addresses a connection may use
+(:meth:`AddressGuard.connect_addresses`, used by :mod:`probe.guarded_connect`): the name is
+resolved once for the connection and the connection goes to exactly the addresses that were
+checked, so a server whose DNS answers a public address to the URL check and 169.254.169.254 to
+the connection (DNS rebinding) is refused. The operator's own hosts (:meth:`AddressGuard.admit`:
+configured base, sandbox and portal URLs) may be on any network, but may not later move to a
+non-public kind of network they were not on; every other host may only use public addresses and
+the kinds of network the operator's hosts are on.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -122,22 +132,85 @@ async def resolve_host(host: str, *, within: float = 5.0) -> HostAddresses:
     return HostAddresses(host, tuple(found))
 
 
+class AddressRefused(Exception):
+    """A connection would go to an address of a network this run may not reach (SSRF)."""
+
+
 @dataclass(slots=True)
 class AddressGuard:
-    """Refuses server-supplied URLs that lead from the base URL's network to an internal one.
+    """Refuses server-supplied URLs and connections that lead into internal networks.
 
-    Resolutions are cached for the guard's lifetime (one sync, one crawl). `resolve` is the seam
-    for tests.
+    URL checks cache resolutions for the guard's lifetime (one sync, one crawl); connections
+    resolve afresh each time and are checked against the operator's admitted hosts. `resolver`
+    is the seam for tests.
     """
 
     dns_timeout: float = 5.0
+    resolver: Callable[[str, float], Awaitable[HostAddresses]] | None = None
     _cache: dict[str, HostAddresses] = field(default_factory=dict)
+    _operator_kinds: dict[str, frozenset[AddressKind] | None] = field(default_factory=dict)
+    _connectable: set[AddressKind] = field(default_factory=lambda: {AddressKind.PUBLIC})
+
+    async def _resolve(self, host: str) -> HostAddresses:
+        literal = parse_ip(host)
+        if literal is not None:
+            return HostAddresses(host, (literal,))
+        if self.resolver is not None:
+            return await self.resolver(host, self.dns_timeout)
+        return await resolve_host(host, within=self.dns_timeout)
+
+    def admit(self, *urls: str | None) -> None:
+        """Declare the operator's own URLs (configured base, sandbox, portal, token URLs).
+
+        Their hosts may be on any kind of network, and connections to other hosts may use the
+        kinds of network they are on.
+        """
+        for url in urls:
+            host = url_host(url or "")
+            if not host or host in self._operator_kinds:
+                continue
+            literal = parse_ip(host)
+            kinds = None if literal is None else frozenset({classify_ip(literal)})
+            self._operator_kinds[host] = kinds
+            if kinds is not None:
+                self._connectable |= kinds
+
+    async def connect_addresses(self, host: str) -> tuple[IPAddress, ...]:
+        """The addresses a new connection to `host` may use, resolved now for that connection.
+
+        Empty when the name does not resolve. Raises `AddressRefused` when it resolves only to
+        addresses of networks this run may not reach.
+        """
+        host = host.lower()
+        found = await self._resolve(host)
+        if not found.addresses:
+            return ()
+        kinds = found.kinds
+        if host in self._operator_kinds:
+            first = self._operator_kinds[host]
+            if first is None:  # the first connection to an operator host fixes its networks
+                self._operator_kinds[host] = kinds
+                self._connectable |= kinds
+                return found.addresses
+            allowed: set[AddressKind] | frozenset[AddressKind] = first | {AddressKind.PUBLIC}
+        else:
+            allowed = self._connectable
+        usable = tuple(a for a in found.addresses if classify_ip(a) in allowed)
+        if usable:
+            return usable
+        address = found.addresses[0]
+        kind = classify_ip(address)
+        named = "" if parse_ip(host) is not None else f"{host} resolves to "
+        raise AddressRefused(
+            f"{named}{_article(kind)} {kind.replace('_', '-')} address {address}, a network this "
+            "run may not connect to: refused (server-side request forgery)"
+        )
 
     async def addresses(self, host: str) -> HostAddresses:
         """The host's addresses (cached)."""
         known = self._cache.get(host)
         if known is None:
-            known = await resolve_host(host, within=self.dns_timeout)
+            known = await self._resolve(host)
             self._cache[host] = known
         return known
 

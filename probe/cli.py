@@ -15,6 +15,7 @@ from rich.console import Console
 
 import probe.sync.credentials_options as opts
 from probe import bounds_options as bounds
+from probe.addresses import AddressGuard
 from probe.crawl_command import run_command
 from probe.directory_commands import directory_app
 from probe.discovery import run_discovery
@@ -113,8 +114,11 @@ def check(
     )
 
     async def go() -> Report:
-        async with new_client(verify=ca_bundle or True) as client:
-            fetcher = Fetcher(client, limits, breaker=bounds.breaker_for(breaker_threshold))
+        guard = AddressGuard()
+        guard.admit(url)
+        async with new_client(verify=ca_bundle or True, guard=guard) as client:
+            breaker = bounds.breaker_for(breaker_threshold)
+            fetcher = Fetcher(client, limits, breaker=breaker, guard=guard)
             return await run_discovery(fetcher, url)
 
     try:
@@ -200,8 +204,11 @@ def sync(
     )
 
     async def go() -> SyncResult:
-        async with new_client(verify=ca_bundle or True) as client:
-            fetcher = Fetcher(client, limits, breaker=bounds.breaker_for(breaker_threshold))
+        guard = AddressGuard()
+        guard.admit(url, token_url)
+        async with new_client(verify=ca_bundle or True, guard=guard) as client:
+            breaker = bounds.breaker_for(breaker_threshold)
+            fetcher = Fetcher(client, limits, breaker=breaker, guard=guard)
             report = await run_discovery(fetcher, url)
             return await sync_patient(
                 fetcher,

@@ -21,6 +21,7 @@ import anyio
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
+from probe.addresses import AddressGuard
 from probe.breaker import DEFAULT_THRESHOLD as DEFAULT_BREAKER_THRESHOLD
 from probe.breaker import CircuitBreaker, OpenCircuit
 from probe.checks.portal import PortalObservation, run_portal_checks
@@ -96,14 +97,39 @@ class CrawlOptions:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class SyncDigest:
+    """What the crawl keeps of a stored sync for its summary (the store has the rest)."""
+
+    patient_label: str
+    outcome: str
+    duration_ms: float | None
+    resources: int
+    pages: int
+
+    @classmethod
+    def of(cls, result: SyncResult) -> SyncDigest:
+        """The digest of one sync result."""
+        return cls(
+            result.patient_label,
+            result.outcome,
+            result.duration_ms,
+            sum(result.resources_by_type.values()),
+            result.pages,
+        )
+
+
 @dataclass(slots=True)
 class TargetOutcome:
-    """What one target's probe produced (kept small: no bodies)."""
+    """What one target's probe produced, kept small for the summary.
+
+    No bodies, exchanges or resource ids: a crawl of thousands of endpoints keeps one each.
+    """
 
     target: Target
     endpoint_id: int
     checks: list[CheckResult] = field(default_factory=list)
-    syncs: list[SyncResult] = field(default_factory=list)
+    syncs: list[SyncDigest] = field(default_factory=list)
     error: str | None = None
     duration_ms: float = 0.0
 
@@ -278,7 +304,7 @@ class Crawler:
                     why = f"the endpoint's {deadline:g} s deadline cut the sync short"
                     result.add_finding("endpoint_deadline", why)
                     outcome.error = f"endpoint_deadline: {why} ({patient.label})"
-                outcome.syncs.append(result)
+                outcome.syncs.append(SyncDigest.of(result))
                 await self._write(self._store_sync, endpoint_id, result)
                 if outcome.error is not None:
                     return
@@ -374,13 +400,21 @@ async def crawl(
     reporter.started(run_id, len(todo), resumed)
     writer = store.writer(run_id).start()
     try:
+        guard = AddressGuard()
+        for target, _ in todo:  # the operator's own hosts: they may be on any network
+            credentials = target.endpoint.credentials
+            guard.admit(
+                target.base_url,
+                target.endpoint.portal_url,
+                getattr(credentials, "token_url", None),
+            )
         client = (
             httpx.AsyncClient(transport=transport, follow_redirects=False)
             if transport is not None
-            else new_client(verify=options.verify)
+            else new_client(verify=options.verify, guard=guard)
         )
         async with client:
-            fetcher = Fetcher(client, options.limits, gate=gate, breaker=breaker)
+            fetcher = Fetcher(client, options.limits, gate=gate, breaker=breaker, guard=guard)
             crawler = Crawler(fetcher, writer, secrets, options)
             status, store_error = await _run_all(
                 crawler, todo, options, reporter, outcomes, handle_signals

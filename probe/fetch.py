@@ -36,6 +36,7 @@ import httpx
 from probe import __version__
 from probe.addresses import AddressGuard
 from probe.breaker import CircuitBreaker, OpenCircuit
+from probe.guarded_connect import guarded_transport, is_guard_refusal
 from probe.models import Exchange, ExtractStep
 from probe.redact import redact_url
 from probe.urls import origin_of
@@ -539,6 +540,8 @@ def classify_transport_error(exc: BaseException) -> tuple[str, str]:
         cursor = cursor.__cause__ or cursor.__context__
     text = " | ".join(f"{type(e).__name__}: {e}" for e in chain)
     lowered = text.lower()
+    if is_guard_refusal(exc):
+        return "ssrf_refused", f"connection refused by probe: {_first_line(chain[-1])}"
     if isinstance(exc, httpx.TimeoutException):
         kind = {
             httpx.ConnectTimeout: "connect",
@@ -588,12 +591,21 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200]
 
 
-def new_client(*, verify: bool | str = True) -> httpx.AsyncClient:
-    """An AsyncClient configured for probing; `verify` may name a CA bundle file."""
+def new_client(
+    *, verify: bool | str = True, guard: AddressGuard | None = None
+) -> httpx.AsyncClient:
+    """An AsyncClient configured for probing; `verify` may name a CA bundle file.
+
+    With `guard`, every connection goes only to addresses the guard allows (resolved once per
+    connection: no DNS rebinding past the SSRF checks); share the guard with the Fetcher, and
+    `guard.admit` the operator's own URLs first.
+    """
     ctx = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
     return httpx.AsyncClient(
         verify=ctx,
         follow_redirects=False,
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        limits=limits,
         headers={"User-Agent": USER_AGENT},
+        transport=None if guard is None else guarded_transport(guard, verify=ctx, limits=limits),
     )

@@ -43,6 +43,7 @@ from rich.text import Text
 from sqlalchemy import select
 
 import probe.sync.credentials_options as opts
+from probe.addresses import AddressGuard
 from probe.directory import Environment
 from probe.discovery import run_discovery
 from probe.drift.classify import Change, ChangeKind, DriftThresholds, classify, counts_by_kind
@@ -508,13 +509,15 @@ async def run_prerelease(
     """Probe the candidate (and a live baseline), classify the changes, score and gate."""
     started = datetime.now(UTC)
     t0 = time.perf_counter()
+    guard = AddressGuard()
+    guard.admit(candidate_url, baseline_url, getattr(options.credentials, "token_url", None))
     client = (
         httpx.AsyncClient(transport=transport, follow_redirects=False)
         if transport is not None
-        else new_client(verify=options.verify)
+        else new_client(verify=options.verify, guard=guard)
     )
     async with client:
-        fetcher = Fetcher(client, options.limits)
+        fetcher = Fetcher(client, options.limits, guard=guard)
         candidate = await observe(
             fetcher,
             candidate_url,
