@@ -123,6 +123,8 @@ def downgrade_command(
     """Migrate the database back to REVISION (data in dropped tables or columns is lost)."""
     with _engine(db) as engine:
         name = store_engine.safe_url(engine.url)
+        if _missing_sqlite_file(engine):
+            _fail(f"no database at {engine.url.database}; nothing to downgrade")
         state = store_engine.revision_state(engine)
         if not state.known:
             _fail(str(store_engine.unknown_revision_error(state, engine.url)))

@@ -247,9 +247,14 @@ def require_usable(engine: Engine, *, migrate: bool) -> RevisionState:
         )
     if state.at_head:
         return state
+    if not migrate and state.current is None:
+        raise StoreError(
+            f"the database {safe_url(engine.url)} is empty (no probe schema, no observations); "
+            "crawl a directory first (probe run endpoints.yaml) or run `probe db upgrade`"
+        )
     if not migrate:
         raise StoreError(
-            f"the database {safe_url(engine.url)} is at revision {state.current or '(empty)'}, "
+            f"the database {safe_url(engine.url)} is at revision {state.current}, "
             f"not {state.head}; run `probe db upgrade`"
         )
     upgrade(engine)

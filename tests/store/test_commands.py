@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import typer
@@ -145,8 +146,17 @@ def test_history_command(store_url: str) -> None:
     assert outcome.exit_code == 2 and "no stored observations" in outcome.stderr
 
 
-def test_history_on_an_empty_database_says_to_upgrade(store_url: str) -> None:
+def test_history_on_an_empty_database_says_it_is_empty(store_url: str) -> None:
     outcome = runner.invoke(
         _history_app(), ["history", "https://x.example/fhir", "--db", store_url]
     )
-    assert outcome.exit_code == 2 and "probe db upgrade" in outcome.stderr
+    assert outcome.exit_code == 2
+    assert "is empty (no probe schema, no observations)" in outcome.stderr
+    assert "probe run endpoints.yaml" in outcome.stderr and "probe db upgrade" in outcome.stderr
+
+
+def test_downgrade_without_a_database_creates_none(tmp_path: Path) -> None:
+    db = tmp_path / "probe.db"
+    code, _, err = probe("db", "downgrade", "base", "--yes", "--db", f"sqlite:///{db}")
+    assert code == 2 and "nothing to downgrade" in err
+    assert not db.exists()
