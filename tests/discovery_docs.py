@@ -17,13 +17,16 @@ def capability_statement() -> dict[str, Any]:
     """A complete CARIN BB + US Core payer CapabilityStatement (R4 4.0.1)."""
 
     def resource(
-        rtype: str, profiles: list[str], ops: list[dict[str, str]] | None = None
+        rtype: str,
+        profiles: list[str],
+        ops: list[dict[str, str]] | None = None,
+        params: tuple[str, ...] = (),
     ) -> dict[str, Any]:
         r: dict[str, Any] = {
             "type": rtype,
             "supportedProfile": profiles,
             "interaction": [{"code": "read"}, {"code": "search-type"}],
-            "searchParam": [{"name": "patient", "type": "reference"}],
+            "searchParam": [{"name": name, "type": "token"} for name in ("patient", *params)],
         }
         if ops:
             r["operation"] = ops
@@ -65,6 +68,11 @@ def capability_statement() -> dict[str, Any]:
                         }
                     ],
                 },
+                # _id and _lastUpdated declared once, for every resource type
+                "searchParam": [
+                    {"name": "_id", "type": "token"},
+                    {"name": "_lastUpdated", "type": "date"},
+                ],
                 "resource": [
                     resource(
                         "ExplanationOfBenefit",
@@ -73,6 +81,13 @@ def capability_statement() -> dict[str, Any]:
                             C4BB + "C4BB-ExplanationOfBenefit-Professional-NonClinician",
                             C4BB + "C4BB-ExplanationOfBenefit-Pharmacy",
                         ],
+                        params=(
+                            "identifier",
+                            "type",
+                            "service-date",
+                            "billable-period-start",
+                            "service-start-date",
+                        ),
                     ),
                     resource("Coverage", [C4BB + "C4BB-Coverage"]),
                     resource(

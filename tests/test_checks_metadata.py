@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+from typing import Any
 
 import httpx
 import pytest
@@ -456,6 +457,54 @@ def test_carin_bb_without_profiles_or_instantiates_warns() -> None:
     assert result.status is Status.WARN
     assert "no CARIN BB profile claimed for Coverage" in result.message
     assert "does not instantiate" in result.message
+
+
+# --- metadata.carin_bb_search --------------------------------------------------------------
+
+
+def _eob(doc: dict[str, Any]) -> dict[str, Any]:
+    return next(r for r in doc["rest"][0]["resource"] if r["type"] == "ExplanationOfBenefit")
+
+
+def test_carin_bb_search_counts_parameters_declared_for_every_resource() -> None:
+    result = discover(good_payer()).result("metadata.carin_bb_search")  # type: ignore[arg-type]
+    assert result.status is Status.PASS, result
+    # _id and _lastUpdated come from rest.searchParam, the rest from the EOB entry.
+    assert {"_id", "_lastUpdated", "patient", "service-date"} <= set(result.evidence["actual"])
+
+
+def test_carin_bb_search_without_patient_names_the_fallback_it_breaks() -> None:
+    doc = capability_statement()
+    _eob(doc)["searchParam"] = [
+        p for p in _eob(doc)["searchParam"] if p["name"] not in ("patient", "type")
+    ]
+    result = discover(with_capability(doc)).result("metadata.carin_bb_search")  # type: ignore[arg-type]
+    assert result.status is Status.FAIL
+    assert result.message.startswith("ExplanationOfBenefit does not declare patient, type")
+    assert "per-resource fallback" in result.message
+    assert result.evidence["missing"] == ["patient", "type"]
+    assert result.evidence["pointer"] == "/rest/resource[type=ExplanationOfBenefit]/searchParam"
+
+
+def test_carin_bb_search_stu1_parameters_only_warns() -> None:
+    doc = capability_statement()
+    _eob(doc)["searchParam"] = [
+        p
+        for p in _eob(doc)["searchParam"]
+        if p["name"] not in ("billable-period-start", "service-start-date")
+    ]
+    result = discover(with_capability(doc)).result("metadata.carin_bb_search")  # type: ignore[arg-type]
+    assert result.status is Status.WARN and "CARIN BB STU 2" in result.message
+    assert result.evidence["missing"] == ["billable-period-start", "service-start-date"]
+
+
+def test_carin_bb_search_is_skipped_without_an_eob_resource() -> None:
+    doc = capability_statement()
+    doc["rest"][0]["resource"] = [
+        r for r in doc["rest"][0]["resource"] if r["type"] != "ExplanationOfBenefit"
+    ]
+    result = discover(with_capability(doc)).result("metadata.carin_bb_search")  # type: ignore[arg-type]
+    assert result.status is Status.SKIP and "carin_bb_resources" in result.message
 
 
 # --- metadata.clinical_resources / patient_everything -------------------------------------

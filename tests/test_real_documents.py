@@ -191,3 +191,39 @@ def test_operation_outcome_without_issue_code_still_reads(shared_dir: Path) -> N
     result = checks["metadata.is_capability_statement"]
     assert result["status"] == "fail"
     assert result["message"].startswith("OperationOutcome instead of a CapabilityStatement")
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "missing"),
+    [
+        # CMS Blue Button 2.0: no _id or identifier, none of the STU 2 date parameters.
+        (
+            "bluebutton_v2_r4_metadata.json",
+            "fail",
+            ["_id", "identifier", "billable-period-start", "service-start-date"],
+        ),
+        # Epic's sandbox declares everything but _lastUpdated.
+        ("ehr_epic_sandbox_r4.json", "fail", ["_lastUpdated"]),
+        # Devoted: patient and date only.
+        (
+            "devoted_health_patient_access.json",
+            "fail",
+            [
+                "_id",
+                "_lastUpdated",
+                "identifier",
+                "type",
+                "service-date",
+                "billable-period-start",
+                "service-start-date",
+            ],
+        ),
+    ],
+)
+def test_carin_bb_eob_search_parameters_of_real_capability_statements(
+    shared_dir: Path, name: str, status: str, missing: list[str]
+) -> None:
+    _, checks = check(Route(200, real(shared_dir, f"capability/{name}"), FHIR), plain_smart())
+    result = checks["metadata.carin_bb_search"]
+    assert result["status"] == status, result
+    assert result["evidence"]["missing"] == missing

@@ -81,6 +81,14 @@ CLINICAL_RESOURCES = CheckSpec(
     Severity.INFORMATIONAL,
     "CMS-9115-F 42 CFR 422.119(b)(1)(iii): clinical data (USCDI) via US Core 3.1.1 profiles",
 )
+CARIN_BB_SEARCH = CheckSpec(
+    "metadata.carin_bb_search",
+    "ExplanationOfBenefit search parameters CARIN BB requires",
+    Severity.RECOMMENDED,
+    "CARIN BB Search Parameters (searchparameters.html) and CapabilityStatement c4bb: "
+    "ExplanationOfBenefit SHALL support _id, _lastUpdated, identifier, patient, type, "
+    "service-date (STU 1 and 2); STU 2 adds billable-period-start, 2.1 service-start-date",
+)
 PATIENT_EVERYTHING = CheckSpec(
     "metadata.patient_everything",
     "Patient/$everything declared",
@@ -97,6 +105,7 @@ SPECS = (
     REST_SERVER,
     SMART_SECURITY,
     CARIN_BB_RESOURCES,
+    CARIN_BB_SEARCH,
     CLINICAL_RESOURCES,
     PATIENT_EVERYTHING,
 )
@@ -117,6 +126,8 @@ CLINICAL_TYPES = (
     "Procedure",
 )
 CARIN_BB_REQUIRED = ("ExplanationOfBenefit", "Coverage", "Patient")
+EOB_SEARCH_CORE = ("_id", "_lastUpdated", "identifier", "patient", "type", "service-date")
+EOB_SEARCH_STU2 = ("billable-period-start", "service-start-date")
 CARIN_BB_CAPABILITY = "http://hl7.org/fhir/us/carin-bb/CapabilityStatement/c4bb"
 CARIN_BB_PROFILE_PREFIX = "http://hl7.org/fhir/us/carin-bb/StructureDefinition/"
 SMART_SERVICE_SYSTEMS = (
@@ -626,6 +637,71 @@ def everything_declared(doc: dict[str, Any] | None) -> str | None:
     return None
 
 
+def _search_params(doc: dict[str, Any], resource: dict[str, Any]) -> list[str]:
+    """Search parameter names declared for `resource`, plus those declared for all resources."""
+    found = _server_rest(doc)
+    everywhere = found[1].get("searchParam") if found is not None else None
+    names: list[str] = []
+    for param in [*(resource.get("searchParam") or []), *(everywhere or [])]:
+        name = param.get("name") if isinstance(param, dict) else None
+        if isinstance(name, str) and name not in names:
+            names.append(name)
+    return names
+
+
+def check_carin_bb_search(obs: MetadataObservation) -> CheckResult:
+    """metadata.carin_bb_search: the EOB search parameters CARIN BB requires are declared."""
+    doc = obs.document
+    if doc is None:
+        return skipped(CARIN_BB_SEARCH, obs, "no CapabilityStatement")
+    eob = _resources(doc).get("ExplanationOfBenefit")
+    if eob is None:
+        return skipped(
+            CARIN_BB_SEARCH, obs, "ExplanationOfBenefit not declared (metadata.carin_bb_resources)"
+        )
+    declared = _search_params(doc, eob)
+    missing = [p for p in EOB_SEARCH_CORE if p not in declared]
+    missing_stu2 = [p for p in EOB_SEARCH_STU2 if p not in declared]
+    pointer = "/rest/resource[type=ExplanationOfBenefit]/searchParam"
+    evidence = {
+        "expected": [*EOB_SEARCH_CORE, *EOB_SEARCH_STU2],
+        "actual": declared,
+        "missing": [*missing, *missing_stu2] or None,
+    }
+    if missing:
+        consequence = (
+            "; without patient, a client's per-resource fallback cannot ask for one member's EOBs"
+            if "patient" in missing
+            else ""
+        )
+        return verdict(
+            CARIN_BB_SEARCH,
+            Status.FAIL,
+            f"ExplanationOfBenefit does not declare {', '.join(missing)}{consequence}",
+            obs,
+            pointer=pointer,
+            **evidence,
+        )
+    if missing_stu2:
+        return verdict(
+            CARIN_BB_SEARCH,
+            Status.WARN,
+            "ExplanationOfBenefit declares the STU 1 search parameters but not "
+            f"{', '.join(missing_stu2)} (CARIN BB STU 2)",
+            obs,
+            pointer=pointer,
+            **evidence,
+        )
+    return verdict(
+        CARIN_BB_SEARCH,
+        Status.PASS,
+        "ExplanationOfBenefit declares every search parameter CARIN BB requires",
+        obs,
+        pointer=pointer,
+        **evidence,
+    )
+
+
 def check_patient_everything(obs: MetadataObservation) -> CheckResult:
     """metadata.patient_everything: Patient declares operation `everything`."""
     doc = obs.document
@@ -660,6 +736,7 @@ CHECKS = (
     check_rest_server,
     check_smart_security,
     check_carin_bb_resources,
+    check_carin_bb_search,
     check_clinical_resources,
     check_patient_everything,
 )

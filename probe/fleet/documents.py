@@ -57,6 +57,8 @@ _RESOURCES: list[tuple[str, list[str], list[tuple[str, str]]]] = [
             ("_lastUpdated", "date"),
             ("identifier", "token"),
             ("service-date", "date"),
+            ("billable-period-start", "date"),
+            ("service-start-date", "date"),
         ],
     ),
     ("Practitioner", [C4BB + "C4BB-Practitioner"], [("_id", "token")]),
