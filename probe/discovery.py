@@ -1,13 +1,15 @@
-"""The discovery suite: fetch /metadata and the SMART configuration once each, run every check."""
+"""The discovery suite: fetch /metadata, the SMART configuration and one anonymous search once
+each, and run every check."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from functools import partial
 
 import anyio
 
-from probe.checks import metadata, smart
+from probe.checks import access, metadata, smart
 from probe.fetch import FHIR_JSON, Fetcher
 from probe.models import CheckSpec, Exchange, ExtractStep, Report
 from probe.urls import join, normalize_base
@@ -17,7 +19,7 @@ SMART_PATH = ".well-known/smart-configuration"
 
 def catalog() -> tuple[CheckSpec, ...]:
     """Every check the discovery suite runs, in report order."""
-    return metadata.SPECS + smart.SPECS
+    return metadata.SPECS + smart.SPECS + access.SPECS
 
 
 async def run_discovery(fetcher: Fetcher, base_url: str) -> Report:
@@ -27,31 +29,36 @@ async def run_discovery(fetcher: Fetcher, base_url: str) -> Report:
     t0 = time.perf_counter()
     fetched: dict[str, list[Exchange]] = {}
 
-    async def fetch(key: str, url: str, accept: str) -> None:
+    async def fetch(key: str, url: str, accept: str, *, documents: bool = True) -> None:
         # Discovery sends no credentials, so a moved base may be followed to report where it
-        # went (the fetcher still refuses hops into internal networks); configurable off.
+        # went (the fetcher still refuses hops into internal networks); configurable off. The
+        # anonymous data request never leaves the origin.
         fetched[key] = await fetcher.get(
             url,
             step=ExtractStep.DISCOVERY,
             accept=accept,
-            follow_cross_origin=fetcher.limits.cross_origin_redirects,
+            follow_cross_origin=documents and fetcher.limits.cross_origin_redirects,
         )
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(fetch, "metadata", join(base, "metadata"), FHIR_JSON)
         tg.start_soon(fetch, "smart", join(base, SMART_PATH), "application/json")
+        tg.start_soon(
+            partial(fetch, documents=False), "access", join(base, access.ANONYMOUS_PATH), FHIR_JSON
+        )
 
     depth = fetcher.limits.max_json_depth
     meta_obs = metadata.observe(base, fetched["metadata"], max_depth=depth)
     smart_obs = smart.observe(base, fetched["smart"], max_depth=depth)
     results = metadata.run_metadata_checks(meta_obs)
     results += smart.run_smart_checks(smart_obs, metadata.oauth_uris(meta_obs.document))
+    results += access.run_access_checks(access.observe(base, fetched["access"], max_depth=depth))
     report = Report(
         base_url=base,
         started_at=started,
         duration_ms=(time.perf_counter() - t0) * 1000,
         results=results,
-        exchanges=[*fetched["metadata"], *fetched["smart"]],
+        exchanges=[*fetched["metadata"], *fetched["smart"], *fetched["access"]],
     )
     if meta_obs.document is not None:
         report.documents["capability"] = meta_obs.document

@@ -229,7 +229,7 @@ class Fleet:
             and _server(request.scope)[0] == site.alt_host
             and bool({"ct", "_page_token", "_getpages"} & request.query_params.keys())
         )
-        if not paging_on_other_origin:
+        if not paging_on_other_origin and not behaviour.open_data:
             try:
                 self.tokens.check_bearer(site.slug, request.headers.get("authorization"))
             except OAuthError as exc:

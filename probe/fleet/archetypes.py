@@ -42,6 +42,7 @@ class ArchetypeName(enum.StrEnum):
     EXPIRING_TOKENS = "expiring_tokens"
     SANDBOX_ONLY = "sandbox_only"
     PLAIN_JSON = "plain_json"
+    OPEN_DATA = "open_data"
     # Hostile servers (probe/fleet/hostile.py): each payer with one gets its own address.
     TRICKLE = "trickle"
     ENDLESS_BODY = "endless_body"
@@ -216,6 +217,7 @@ PARAMS: dict[ArchetypeName, type[BaseModel]] = {
     ArchetypeName.EXPIRING_TOKENS: ExpiringTokensParams,
     ArchetypeName.SANDBOX_ONLY: SandboxOnlyParams,
     ArchetypeName.PLAIN_JSON: NoParams,
+    ArchetypeName.OPEN_DATA: NoParams,
     **{ArchetypeName(name): params for name, params in HOSTILE_PARAMS.items()},
 }
 
@@ -306,6 +308,7 @@ class Behaviour:
     expiring_tokens: ExpiringTokensParams | None = None
     sandbox_only: SandboxOnlyParams | None = None
     plain_json: bool = False
+    open_data: bool = False
     hostile: HostileSpec | None = None
 
     def has(self, name: ArchetypeName) -> bool:

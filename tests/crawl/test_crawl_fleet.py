@@ -160,6 +160,12 @@ def test_crawl_of_a_mixed_fleet(store: Store, tmp_path: Path) -> None:
         ), verdicts[ex]
         assert [o for o, _ in sync_by[ex]] == ["completed"]
         assert sync_by[ex][0][1]["everything"]["support_level"] == "paged"
+        assert check(ex, "auth.anonymous_refused") == ("pass", "refused without a token: HTTP 401")
+        assert check("open-data" + sfx, "auth.anonymous_refused")[0] == "fail"
+        assert (
+            "member data is served to anyone"
+            in check("open-data" + sfx, "auth.anonymous_refused")[1]
+        )
         assert check("metadata-auth" + sfx, "metadata.reachable")[0] == "fail"
         assert "must be public" in check("metadata-auth" + sfx, "metadata.reachable")[1]
         assert check("html-login" + sfx, "metadata.is_capability_statement")[0] == "fail"

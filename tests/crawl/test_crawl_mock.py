@@ -146,9 +146,9 @@ def test_crawl_stores_every_endpoint_once_with_faults_classified(store: Store) -
     total = N_GOOD * 2 + 2
     assert len(summary.outcomes) == total
     assert len({o.endpoint_id for o in summary.outcomes}) == total
-    # Each endpoint was probed exactly once: two discovery requests per endpoint.
-    assert len(fleet.requests) == total * 2
-    assert len(set(fleet.requests)) == total * 2
+    # Each endpoint was probed exactly once: three discovery requests per endpoint.
+    assert len(fleet.requests) == total * 3
+    assert len(set(fleet.requests)) == total * 3
     with store.session() as s:
         rows = s.execute(
             select(CheckResultRow.check_id, CheckResultRow.status, CheckResultRow.message).join(
@@ -167,7 +167,7 @@ def test_crawl_stores_every_endpoint_once_with_faults_classified(store: Store) -
     assert sum(1 for st, _ in reach if st == "pass") == N_GOOD * 2
     assert any(st == "fail" and "must be public" in msg for st, msg in reach)
     assert any(st == "fail" and msg.startswith("connection refused") for st, msg in reach)
-    assert count(store, select(func.count()).select_from(HttpRequestRow)) == total * 2
+    assert count(store, select(func.count()).select_from(HttpRequestRow)) == total * 3
 
 
 def test_per_host_limit_holds(store: Store) -> None:
@@ -199,7 +199,7 @@ def test_interrupted_crawl_resumes_without_duplicates(store: Store) -> None:
         )
         == total
     )
-    # No duplicates: exactly one reachable verdict and two discovery requests per endpoint.
+    # No duplicates: exactly one reachable verdict and three discovery requests per endpoint.
     assert (
         count(
             store,
@@ -209,7 +209,7 @@ def test_interrupted_crawl_resumes_without_duplicates(store: Store) -> None:
         )
         == total
     )
-    assert count(store, select(func.count()).select_from(HttpRequestRow)) == total * 2
+    assert count(store, select(func.count()).select_from(HttpRequestRow)) == total * 3
     assert count(store, select(func.count()).select_from(ProbeRunRow)) == 1
 
 
