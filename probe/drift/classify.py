@@ -914,6 +914,36 @@ def _fetch_changes(
         )
 
 
+REFUSED_WITHOUT_TOKEN = frozenset({401, 403, 404})
+
+
+def _anonymous_access_changes(before: Fetched | None, after: Fetched | None, out: _Out) -> None:
+    """A data search without a token: refused before and answered now, or the reverse."""
+    if before is None or after is None or before.status is None or after.status is None:
+        return
+    path = "GET [base]/Patient?_count=1 (no token)"
+    b, a = before.describe(), after.describe()
+    if not before.ok and after.ok:
+        out.add(
+            "behaviour.anonymous_access.opened",
+            BREAKING,
+            path,
+            b,
+            a,
+            f"a search without a token answered {b} before and {a} now: member data may be "
+            "served to anyone",
+        )
+    elif before.ok and not after.ok and after.status in REFUSED_WITHOUT_TOKEN:
+        out.add(
+            "behaviour.anonymous_access.closed",
+            NOTABLE,
+            path,
+            b,
+            a,
+            f"a search without a token is refused again ({a})",
+        )
+
+
 def _moved(fetched: Fetched) -> bool:
     target = fetched.redirected_to
     if target is None or fetched.url is None:
@@ -1109,6 +1139,7 @@ def classify(
         out,
     )
     _base_url_changes(before.metadata_fetch, after.metadata_fetch, ctx, out)
+    _anonymous_access_changes(before.anonymous_fetch, after.anonymous_fetch, out)
     _sync_changes(before.syncs, after.syncs, thresholds, out)
     return sort_changes(out.changes)
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from probe.drift.classify import Change, ChangeKind, DriftThresholds, classify, counts_by_kind
 from probe.drift.snapshot import (
+    ANONYMOUS_CHECK,
     JWKS_CHECK,
     METADATA_CHECK,
     SMART_CHECK,
@@ -208,6 +209,7 @@ def load_snapshots(
             smart=documents[eid].get(str(DocumentKind.SMART_CONFIGURATION)),
             metadata_fetch=fetched(METADATA_CHECK),
             smart_fetch=fetched(SMART_CHECK),
+            anonymous_fetch=fetched(ANONYMOUS_CHECK),
             jwks=jwks,
             syncs=tuple(syncs.get(eid, ())),
             run_id=run_id,

@@ -19,7 +19,8 @@ from probe.sync.result import SyncResult
 METADATA_CHECK = "metadata.reachable"
 SMART_CHECK = "smart.reachable"
 JWKS_CHECK = "smart.jwks"
-SNAPSHOT_CHECKS = (METADATA_CHECK, SMART_CHECK, JWKS_CHECK)
+ANONYMOUS_CHECK = "auth.anonymous_refused"
+SNAPSHOT_CHECKS = (METADATA_CHECK, SMART_CHECK, JWKS_CHECK, ANONYMOUS_CHECK)
 """The check results a snapshot reads (their evidence, not their verdicts)."""
 
 COMPLETED_OUTCOMES = frozenset({"completed", "partial"})
@@ -203,6 +204,7 @@ class EndpointSnapshot:
     smart: dict[str, Any] | None = None
     metadata_fetch: Fetched | None = None
     smart_fetch: Fetched | None = None
+    anonymous_fetch: Fetched | None = None
     jwks: KeySet | None = None
     syncs: tuple[SyncFacts, ...] = ()
     run_id: int | None = None
@@ -231,12 +233,14 @@ def snapshot_from_results(
     by_id = {r.id: r for r in results}
     metadata = by_id.get(METADATA_CHECK)
     smart = by_id.get(SMART_CHECK)
+    anonymous = by_id.get(ANONYMOUS_CHECK)
     return EndpointSnapshot(
         base_url=base_url,
         capability=documents.get("capability"),
         smart=documents.get("smart_configuration"),
         metadata_fetch=Fetched.from_evidence(metadata.evidence) if metadata else None,
         smart_fetch=Fetched.from_evidence(smart.evidence) if smart else None,
+        anonymous_fetch=Fetched.from_evidence(anonymous.evidence) if anonymous else None,
         jwks=KeySet.from_check(by_id.get(JWKS_CHECK)),
         syncs=tuple(SyncFacts.from_result(s) for s in syncs),
         label=label,

@@ -376,6 +376,26 @@ def test_discovery_going_non_2xx_is_breaking_and_recovery_notable() -> None:
     }
 
 
+def test_data_served_without_a_token_is_breaking_and_refusing_again_notable() -> None:
+    refused, open_, bad = fetched(401), fetched(200), fetched(400)
+    change = classify(snap(anonymous_fetch=refused), snap(anonymous_fetch=open_))[0]
+    assert (change.id, change.kind, change.before, change.after) == (
+        "behaviour.anonymous_access.opened",
+        B,
+        "HTTP 401",
+        "HTTP 200",
+    )
+    assert "member data may be served to anyone" in change.reason
+    assert kinds(classify(snap(anonymous_fetch=open_), snap(anonymous_fetch=fetched(403)))) == {
+        "behaviour.anonymous_access.closed": N
+    }
+    # A 400 is not a refusal worth announcing; 401 -> 403 or no answer is not a change.
+    assert kinds(classify(snap(anonymous_fetch=open_), snap(anonymous_fetch=bad))) == {}
+    assert kinds(classify(snap(anonymous_fetch=refused), snap(anonymous_fetch=fetched(403)))) == {}
+    unanswered = fetched(None, error="timeout")
+    assert kinds(classify(snap(anonymous_fetch=refused), snap(anonymous_fetch=unanswered))) == {}
+
+
 def test_base_url_moved_to_another_origin_is_breaking_and_back_notable() -> None:
     moved = fetched(200, final="https://new.payer.example/api/r4/metadata")
     found = by_id(classify(snap(metadata_fetch=fetched(200)), snap(metadata_fetch=moved)))

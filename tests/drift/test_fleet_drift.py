@@ -22,10 +22,11 @@ from tests.drift.conftest import Webhook
 from tests.drift.fleet_runs import crawl_fleet
 
 B, N = ChangeKind.BREAKING, ChangeKind.NOTABLE
-SLUGS = ("steady", "dropper", "rotator", "mover", "pager")
+SLUGS = ("steady", "dropper", "rotator", "mover", "opener", "pager")
 BEFORE = [{"slug": s} for s in SLUGS]
-AFTER = [{"slug": s} for s in SLUGS[:-1]] + [
-    {"slug": "pager", "archetypes": [{"paging_loop": {"after_page": 1}}]}
+AFTER = [{"slug": s} for s in SLUGS[:-2]] + [
+    {"slug": "opener", "archetypes": ["open_data"]},
+    {"slug": "pager", "archetypes": [{"paging_loop": {"after_page": 1}}]},
 ]
 CHANGES = {
     "dropper": PayerChange(drop_resource_types=("Immunization",)),
@@ -45,7 +46,7 @@ def events_by_payer(store: Store, run_id: int) -> dict[str, dict[str, ChangeKind
     return out
 
 
-def test_four_fleet_changes_become_the_right_drift_events(store: Store, tmp_path: Path) -> None:
+def test_five_fleet_changes_become_the_right_drift_events(store: Store, tmp_path: Path) -> None:
     first = crawl_fleet(store, tmp_path, BEFORE, page_size=PAGE)
     assert first.status is RunStatus.COMPLETED
     assert first.drift is not None and first.drift.detection is not None
@@ -68,6 +69,8 @@ def test_four_fleet_changes_become_the_right_drift_events(store: Store, tmp_path
         "smart.endpoint.changed:token_endpoint": B,
         "capability.oauth_uri.changed:token": B,
     }
+    # A search without a token was refused (401) and now gets member data.
+    assert found["Opener"] == {"behaviour.anonymous_access.opened": B}
     # The moved token endpoint still works (apps that read the SMART configuration follow it).
     mover = next(o for o in second.outcomes if o.target.payer.name == "Mover")
     assert [s.outcome for s in mover.syncs] == ["completed", "completed"]
