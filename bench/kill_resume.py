@@ -123,9 +123,8 @@ def run_to_end(directory: Path, db: Path, *, resume: bool = False) -> tuple[int,
     return code, time.monotonic() - t0
 
 
-def killed_after(directory: Path, db: Path, delay: float, *, resume: bool) -> bool:
-    """Start `probe run`, SIGKILL it after `delay` s; False if it had already finished."""
-    process = probe_run(directory, db, resume=resume)
+def killed_within(process: subprocess.Popen[bytes], delay: float) -> bool:
+    """SIGKILL `process` unless it ends within `delay` s; whether it was killed."""
     try:
         process.wait(timeout=delay)
         return False
@@ -133,6 +132,11 @@ def killed_after(directory: Path, db: Path, delay: float, *, resume: bool) -> bo
         process.send_signal(signal.SIGKILL)
         process.wait()
         return True
+
+
+def killed_after(directory: Path, db: Path, delay: float, *, resume: bool) -> bool:
+    """Start `probe run`, SIGKILL it after `delay` s; False if it had already finished."""
+    return killed_within(probe_run(directory, db, resume=resume), delay)
 
 
 def latest_run(db: Path | str) -> tuple[int, str] | None:
@@ -195,13 +199,7 @@ def killed_after_listing(directory: Path, db: Path, delay: float, *, resume: boo
         except Exception:  # the schema is being created: not there yet
             counts = None
         if counts:
-            try:
-                process.wait(timeout=delay)
-                return None
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGKILL)
-                process.wait()
-                return time.monotonic() - t0
+            return time.monotonic() - t0 if killed_within(process, delay) else None
         time.sleep(0.02)
     return None
 
