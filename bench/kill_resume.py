@@ -13,7 +13,9 @@ and every sync's outcome and resources by type; and every target is done.
     .venv/bin/python bench/kill_resume.py                 # 20 trials, figures for RESULTS.md
     .venv/bin/python bench/kill_resume.py --trials 3 --seed 5
 
-The pytest version (tests/hostile/test_kill_resume.py) runs 3 trials through the same code.
+The pytest version (tests/hostile/test_kill_resume.py) runs 3 trials through the same code,
+with each first kill placed inside the crawl (`--mid-crawl`: 0-0.3 s after the targets are
+listed), so that every trial is killed mid-crawl whatever the machine's speed.
 """
 
 from __future__ import annotations
