@@ -19,8 +19,8 @@ import pytest
 
 pytestmark = [pytest.mark.slow]
 
-DEMO_PAYERS = 21
-DEMO_ENDPOINTS = 22  # one payer has a sandbox as well
+DEMO_PAYERS = 22
+DEMO_ENDPOINTS = 23  # one payer has a sandbox as well
 
 
 def free_port() -> int:
