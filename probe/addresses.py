@@ -198,12 +198,10 @@ class AddressGuard:
         usable = tuple(a for a in found.addresses if classify_ip(a) in allowed)
         if usable:
             return usable
-        address = found.addresses[0]
-        kind = classify_ip(address)
         named = "" if parse_ip(host) is not None else f"{host} resolves to "
         raise AddressRefused(
-            f"{named}{_article(kind)} {kind.replace('_', '-')} address {address}, a network this "
-            "run may not connect to: refused (server-side request forgery)"
+            f"{named}{_kind_of(found.addresses[0])}, a network this run may not connect to: "
+            "refused (server-side request forgery)"
         )
 
     async def addresses(self, host: str) -> HostAddresses:
@@ -239,7 +237,7 @@ class AddressGuard:
             named = "" if parse_ip(host) is not None else f" ({host} resolves to it)"
             origin = "a public" if AddressKind.PUBLIC in base_kinds else f"a {_describe(base)}"
             return (
-                f"{_article(kind)} {kind.replace('_', '-')} address {address}{named}, "
+                f"{_kind_of(address)}{named}, "
                 f"named by {origin} server: refused (server-side request forgery)"
             )
         return None
@@ -248,6 +246,12 @@ class AddressGuard:
 def _describe(base: HostAddresses) -> str:
     kinds = sorted(k.replace("_", "-") for k in base.kinds) or ["public"]
     return "/".join(kinds)
+
+
+def _kind_of(address: IPAddress) -> str:
+    """'a link-local address 169.254.169.254'."""
+    kind = classify_ip(address)
+    return f"{_article(kind)} {kind.replace('_', '-')} address {address}"
 
 
 def _article(kind: AddressKind) -> str:

@@ -185,10 +185,13 @@ def _start_fleet(workdir: Path, config: Path, port: int) -> tuple[subprocess.Pop
         )
     try:
         return fleet, _wait_ready(fleet, directory_file, log)
-    except BaseException as exc:
+    except RuntimeError:
         _stop(fleet, "fleet")
-        if isinstance(exc, RuntimeError) and port and "cannot listen" in log.read_text():
+        if port and "cannot listen" in log.read_text():
             raise PortTaken(port) from None
+        raise
+    except BaseException:  # a signal (_Stopped) or Ctrl-C while waiting
+        _stop(fleet, "fleet")
         raise
 
 

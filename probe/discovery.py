@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from functools import partial
 
 import anyio
 
 from probe.checks import access, metadata, smart
+from probe.checks.observation import DocumentObservation
 from probe.fetch import FHIR_JSON, Fetcher
 from probe.models import CheckSpec, Exchange, ExtractStep, Report
 from probe.urls import join, normalize_base
@@ -29,30 +29,27 @@ async def run_discovery(fetcher: Fetcher, base_url: str) -> Report:
     t0 = time.perf_counter()
     fetched: dict[str, list[Exchange]] = {}
 
-    async def fetch(key: str, url: str, accept: str, *, documents: bool = True) -> None:
-        # Discovery sends no credentials, so a moved base may be followed to report where it
-        # went (the fetcher still refuses hops into internal networks); configurable off. The
-        # anonymous data request never leaves the origin.
+    async def fetch(key: str, url: str, accept: str, follow_cross_origin: bool) -> None:
         fetched[key] = await fetcher.get(
-            url,
-            step=ExtractStep.DISCOVERY,
-            accept=accept,
-            follow_cross_origin=documents and fetcher.limits.cross_origin_redirects,
+            url, step=ExtractStep.DISCOVERY, accept=accept, follow_cross_origin=follow_cross_origin
         )
 
+    # Discovery sends no credentials, so a moved base may be followed to report where it went
+    # (the fetcher still refuses hops into internal networks); configurable off. The anonymous
+    # data request never leaves the origin.
+    follow = fetcher.limits.cross_origin_redirects
     async with anyio.create_task_group() as tg:
-        tg.start_soon(fetch, "metadata", join(base, "metadata"), FHIR_JSON)
-        tg.start_soon(fetch, "smart", join(base, SMART_PATH), "application/json")
-        tg.start_soon(
-            partial(fetch, documents=False), "access", join(base, access.ANONYMOUS_PATH), FHIR_JSON
-        )
+        tg.start_soon(fetch, "metadata", join(base, "metadata"), FHIR_JSON, follow)
+        tg.start_soon(fetch, "smart", join(base, SMART_PATH), "application/json", follow)
+        tg.start_soon(fetch, "access", join(base, access.ANONYMOUS_PATH), FHIR_JSON, False)
 
     depth = fetcher.limits.max_json_depth
     meta_obs = metadata.observe(base, fetched["metadata"], max_depth=depth)
     smart_obs = smart.observe(base, fetched["smart"], max_depth=depth)
     results = metadata.run_metadata_checks(meta_obs)
     results += smart.run_smart_checks(smart_obs, metadata.oauth_uris(meta_obs.document))
-    results += access.run_access_checks(access.observe(base, fetched["access"], max_depth=depth))
+    access_obs = DocumentObservation.of(base, fetched["access"], max_depth=depth)
+    results += access.run_access_checks(access_obs)
     report = Report(
         base_url=base,
         started_at=started,

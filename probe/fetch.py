@@ -36,7 +36,7 @@ import httpx
 from probe import __version__
 from probe.addresses import AddressGuard
 from probe.breaker import CircuitBreaker, OpenCircuit
-from probe.guarded_connect import guarded_transport, is_guard_refusal
+from probe.guarded_connect import ConnectRefused, guarded_transport
 from probe.models import Exchange, ExtractStep
 from probe.redact import redact_url
 from probe.urls import origin_of
@@ -540,7 +540,7 @@ def classify_transport_error(exc: BaseException) -> tuple[str, str]:
         cursor = cursor.__cause__ or cursor.__context__
     text = " | ".join(f"{type(e).__name__}: {e}" for e in chain)
     lowered = text.lower()
-    if is_guard_refusal(exc):
+    if any(isinstance(e, ConnectRefused) for e in chain):
         return "ssrf_refused", f"connection refused by probe: {_first_line(chain[-1])}"
     if isinstance(exc, httpx.TimeoutException):
         kind = {

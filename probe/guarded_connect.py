@@ -106,15 +106,3 @@ def guarded_transport(
         network_backend=GuardedNetworkBackend(guard, inner),
     )
     return transport
-
-
-def is_guard_refusal(exc: BaseException) -> bool:
-    """Whether a transport failure (or one it was raised from) is a guard refusal."""
-    cursor: BaseException | None = exc
-    for _ in range(10):
-        if cursor is None:
-            return False
-        if isinstance(cursor, ConnectRefused):
-            return True
-        cursor = cursor.__cause__ or cursor.__context__
-    return False

@@ -11,12 +11,10 @@ the evidence names how many entries and of which types, not what they hold.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
-from probe.body import MAX_JSON_DEPTH, parse_json
 from probe.checks.observation import DocumentObservation, skipped, verdict
 from probe.checks.transport import bound_failure, transport_failure
-from probe.models import CheckResult, CheckSpec, Exchange, Severity, Status
+from probe.models import CheckResult, CheckSpec, Severity, Status
 
 ANONYMOUS_PATH = "Patient?_count=1"
 REFUSALS = (401, 403, 404)
@@ -33,20 +31,6 @@ ANONYMOUS_REFUSED = CheckSpec(
 SPECS = (ANONYMOUS_REFUSED,)
 
 
-@dataclass(frozen=True, slots=True)
-class AccessObservation(DocumentObservation):
-    """The anonymous data request: its attempts and the final body read as JSON."""
-
-
-def observe(
-    base_url: str, attempts: list[Exchange], *, max_depth: int = MAX_JSON_DEPTH
-) -> AccessObservation:
-    """Bundle the attempts at the anonymous search with the parsed final body."""
-    return AccessObservation(
-        base_url, tuple(attempts), parse_json(attempts[-1], max_depth=max_depth)
-    )
-
-
 def _entry_types(data: dict[str, object]) -> Counter[str]:
     entries = data.get("entry")
     types: Counter[str] = Counter()
@@ -58,7 +42,7 @@ def _entry_types(data: dict[str, object]) -> Counter[str]:
     return types
 
 
-def check_anonymous_refused(obs: AccessObservation) -> CheckResult:
+def check_anonymous_refused(obs: DocumentObservation) -> CheckResult:
     """auth.anonymous_refused: a search without a token is answered 401, 403 or 404."""
     ex = obs.exchange
     if ex.status is None:
@@ -75,6 +59,7 @@ def check_anonymous_refused(obs: AccessObservation) -> CheckResult:
             obs,
             www_authenticate=challenge,
         )
+    mismatch = {"expected": list(REFUSALS), "actual": ex.status}
     if ex.ok and obs.parsed.problem == "html":
         title = obs.parsed.html_title
         return verdict(
@@ -83,9 +68,8 @@ def check_anonymous_refused(obs: AccessObservation) -> CheckResult:
             f"HTTP {ex.status} with an HTML page{f' ({title!r})' if title else ''} without a "
             "token, not 401, 403 or 404: clients cannot tell that a token is needed",
             obs,
-            expected=list(REFUSALS),
-            actual=ex.status,
             title=title,
+            **mismatch,
         )
     if ex.ok:
         data = obs.parsed.data
@@ -108,10 +92,9 @@ def check_anonymous_refused(obs: AccessObservation) -> CheckResult:
                 Status.FAIL,
                 message,
                 obs,
-                expected=list(REFUSALS),
-                actual=ex.status,
                 entries=count,
                 entry_types=dict(sorted(types.items())) or None,
+                **mismatch,
             )
         return verdict(
             ANONYMOUS_REFUSED,
@@ -119,8 +102,7 @@ def check_anonymous_refused(obs: AccessObservation) -> CheckResult:
             f"HTTP {ex.status} without a token: unauthorized requests SHALL be rejected with "
             "401, 403 or 404",
             obs,
-            expected=list(REFUSALS),
-            actual=ex.status,
+            **mismatch,
         )
     where = f" to {ex.header('location')}" if 300 <= ex.status < 400 else ""
     return verdict(
@@ -129,11 +111,10 @@ def check_anonymous_refused(obs: AccessObservation) -> CheckResult:
         f"HTTP {ex.status}{where} without a token, not 401, 403 or 404: clients cannot tell "
         "that a token is needed",
         obs,
-        expected=list(REFUSALS),
-        actual=ex.status,
+        **mismatch,
     )
 
 
-def run_access_checks(obs: AccessObservation) -> list[CheckResult]:
+def run_access_checks(obs: DocumentObservation) -> list[CheckResult]:
     """Every auth.* check over one observation of the anonymous request."""
     return [check_anonymous_refused(obs)]

@@ -13,7 +13,6 @@ from probe.body import (
     excerpt,
     is_login_page,
     operation_outcome_text,
-    parse_json,
 )
 from probe.checks.observation import DocumentObservation, skipped, verdict
 from probe.checks.r4_validation import validate_r4
@@ -155,9 +154,7 @@ def observe(
     base_url: str, attempts: list[Exchange], *, max_depth: int = MAX_JSON_DEPTH
 ) -> MetadataObservation:
     """Bundle the attempts at /metadata with the parsed final body (nesting capped)."""
-    return MetadataObservation(
-        base_url, tuple(attempts), parse_json(attempts[-1], max_depth=max_depth)
-    )
+    return MetadataObservation.of(base_url, attempts, max_depth=max_depth)
 
 
 def check_reachable(obs: MetadataObservation) -> CheckResult:

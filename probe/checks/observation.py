@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
-from probe.body import Parsed
+from probe.body import Parsed, parse_json
 from probe.models import CheckResult, CheckSpec, Exchange, Status
 
 
@@ -30,6 +30,11 @@ class DocumentObservation:
     def exchange(self) -> Exchange:
         """The final attempt."""
         return self.attempts[-1]
+
+    @classmethod
+    def of(cls, base_url: str, attempts: list[Exchange], *, max_depth: int) -> Self:
+        """The attempts with the final body parsed as JSON (nesting capped at `max_depth`)."""
+        return cls(base_url, tuple(attempts), parse_json(attempts[-1], max_depth=max_depth))
 
 
 def verdict(

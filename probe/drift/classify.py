@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from probe.checks.access import ANONYMOUS_PATH, REFUSALS
 from probe.checks.metadata import oauth_uris
 from probe.drift.snapshot import EndpointSnapshot, Fetched, KeySet, SyncFacts, median_duration
 from probe.urls import normalize_base, origin_of
@@ -914,14 +915,11 @@ def _fetch_changes(
         )
 
 
-REFUSED_WITHOUT_TOKEN = frozenset({401, 403, 404})
-
-
 def _anonymous_access_changes(before: Fetched | None, after: Fetched | None, out: _Out) -> None:
     """A data search without a token: refused before and answered now, or the reverse."""
     if before is None or after is None or before.status is None or after.status is None:
         return
-    path = "GET [base]/Patient?_count=1 (no token)"
+    path = f"GET [base]/{ANONYMOUS_PATH} (no token)"
     b, a = before.describe(), after.describe()
     if not before.ok and after.ok:
         out.add(
@@ -933,7 +931,7 @@ def _anonymous_access_changes(before: Fetched | None, after: Fetched | None, out
             f"a search without a token answered {b} before and {a} now: member data may be "
             "served to anyone",
         )
-    elif before.ok and not after.ok and after.status in REFUSED_WITHOUT_TOKEN:
+    elif before.ok and not after.ok and after.status in REFUSALS:
         out.add(
             "behaviour.anonymous_access.closed",
             NOTABLE,

@@ -13,13 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from probe.checks.access import ANONYMOUS_REFUSED
 from probe.models import CheckResult
 from probe.sync.result import SyncResult
 
 METADATA_CHECK = "metadata.reachable"
 SMART_CHECK = "smart.reachable"
 JWKS_CHECK = "smart.jwks"
-ANONYMOUS_CHECK = "auth.anonymous_refused"
+ANONYMOUS_CHECK = ANONYMOUS_REFUSED.id
 SNAPSHOT_CHECKS = (METADATA_CHECK, SMART_CHECK, JWKS_CHECK, ANONYMOUS_CHECK)
 """The check results a snapshot reads (their evidence, not their verdicts)."""
 
