@@ -23,7 +23,7 @@ lint: install
 	$(VENV)/bin/mypy
 
 demo: install
-	$(PY) -m probe.demo
+	$(PY) -m probe.cli.demo
 
 bench: install
 	$(PY) bench/store_ingest.py

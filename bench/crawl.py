@@ -57,11 +57,11 @@ def child(directory: str, database: str, sync: bool, concurrency: int, per_host:
     """In the crawling process: run the crawl, print wall/CPU/RSS figures as JSON."""
     import anyio
 
-    from probe.crawl import CrawlOptions, crawl, select_targets
-    from probe.crawl_progress import LogReporter
-    from probe.directory import load_directory
-    from probe.fetch import Limits
-    from probe.secrets import SecretSource
+    from probe.cli.progress import LogReporter
+    from probe.crawl.crawler import CrawlOptions, crawl, select_targets
+    from probe.directory.schema import load_directory
+    from probe.directory.secrets import SecretSource
+    from probe.http.fetch import Limits
     from probe.store import open_store
 
     d = load_directory(Path(directory))

@@ -98,7 +98,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 def _requests(directory_file: Path) -> list[tuple[str, dict[str, str]]]:
     """The request mix: (url, headers) over every reachable payer."""
-    from probe.directory import load_directory
+    from probe.directory.schema import load_directory
 
     directory = load_directory(directory_file)
     assert directory.secrets_file is not None
@@ -238,7 +238,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def _fleet_stats(directory_file: Path) -> dict[str, Any]:
-    from probe.directory import load_directory
+    from probe.directory.schema import load_directory
 
     base = load_directory(directory_file).payers[0].endpoints[0].base_url
     origin = base.split("/payers/", 1)[0]

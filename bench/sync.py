@@ -80,9 +80,9 @@ def child_probe(base: str, patient: str, page_size: int, validate: bool) -> dict
     sys.path.insert(0, str(REPO))
     import anyio
 
-    from probe.directory import BearerCredentials, SecretRef
-    from probe.fetch import Fetcher, Limits, new_client
-    from probe.secrets import SecretSource
+    from probe.directory.schema import BearerCredentials, SecretRef
+    from probe.directory.secrets import SecretSource
+    from probe.http.fetch import Fetcher, Limits, new_client
     from probe.sync.result import SyncResult
     from probe.sync.runner import SyncLimits
     from probe.sync.session import sync_patient

@@ -9,8 +9,8 @@ from typing import Any
 import anyio
 import httpx
 
-from probe.discovery import run_discovery
-from probe.fetch import Fetcher, Limits
+from probe.checks.discovery import run_discovery
+from probe.http.fetch import Fetcher, Limits
 from probe.models import Report
 from tests.discovery_docs import BASE
 

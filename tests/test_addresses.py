@@ -7,7 +7,7 @@ import ipaddress
 import anyio
 import pytest
 
-from probe.addresses import AddressGuard, AddressKind, HostAddresses, classify_ip, resolve_host
+from probe.http.guard import AddressGuard, AddressKind, HostAddresses, classify_ip, resolve_host
 
 
 @pytest.mark.parametrize(

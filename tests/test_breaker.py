@@ -6,8 +6,8 @@ import anyio
 import httpx
 import pytest
 
-from probe.breaker import CircuitBreaker, failure_name
-from probe.fetch import Fetcher, Limits
+from probe.http.breaker import CircuitBreaker, failure_name
+from probe.http.fetch import Fetcher, Limits
 from probe.models import ExtractStep
 
 OO = b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"processing"}]}'

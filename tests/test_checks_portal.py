@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from probe.checks.portal import PortalObservation, run_portal_checks
-from probe.fetch import Fetcher, Limits
+from probe.http.fetch import Fetcher, Limits
 from probe.models import CheckResult, ExtractStep, Status
 
 GOOD = (

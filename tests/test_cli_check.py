@@ -7,7 +7,7 @@ import socket
 
 from typer.testing import CliRunner
 
-from probe.cli import app
+from probe.cli.app import app
 from tests.discovery_docs import capability_statement, smart_configuration
 from tests.servers import Route, serve
 

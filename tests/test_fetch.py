@@ -10,7 +10,7 @@ import anyio
 import httpx
 import pytest
 
-from probe.fetch import Fetcher, Limits, retry_after_seconds
+from probe.http.fetch import Fetcher, Limits, retry_after_seconds
 from probe.models import Exchange, ExtractStep
 
 

@@ -16,14 +16,14 @@ import httpcore
 import httpx
 import pytest
 
-from probe.addresses import AddressGuard, AddressRefused, HostAddresses
-from probe.fetch import Fetcher, Limits, new_client
-from probe.guarded_connect import (
+from probe.http.connect import (
     ConnectRefused,
     GuardedNetworkBackend,
     SocketOption,
     guarded_transport,
 )
+from probe.http.fetch import Fetcher, Limits, new_client
+from probe.http.guard import AddressGuard, AddressRefused, HostAddresses
 from probe.models import Exchange, ExtractStep
 from tests.servers import Route, serve
 

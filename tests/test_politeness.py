@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from probe.politeness import Politeness
+from probe.http.politeness import Politeness
 
 
 def test_per_host_concurrency_and_interval() -> None:

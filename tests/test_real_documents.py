@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from probe.cli import app
+from probe.cli.app import app
 from tests.discovery_docs import capability_statement, smart_configuration
 from tests.servers import Route, serve
 

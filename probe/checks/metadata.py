@@ -8,17 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from probe.body import (
+from probe.checks.observation import DocumentObservation, skipped, verdict
+from probe.checks.r4_validation import validate_r4
+from probe.checks.transport import bound_failure, transport_failure
+from probe.http.body import (
     MAX_JSON_DEPTH,
     excerpt,
     is_login_page,
     operation_outcome_text,
 )
-from probe.checks.observation import DocumentObservation, skipped, verdict
-from probe.checks.r4_validation import validate_r4
-from probe.checks.transport import bound_failure, transport_failure
+from probe.http.urls import origin_of
 from probe.models import CheckResult, CheckSpec, Exchange, Severity, Status
-from probe.urls import origin_of
 
 R4 = "FHIR R4 (4.0.1)"
 _CPS = "https://hl7.org/fhir/R4/capabilitystatement.html"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
-from probe.body import Parsed, parse_json
+from probe.http.body import Parsed, parse_json
 from probe.models import CheckResult, CheckSpec, Exchange, Status
 
 

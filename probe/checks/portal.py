@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from probe.body import html_title, looks_like_html
 from probe.checks.observation import verdict
 from probe.checks.transport import transport_failure
+from probe.http.body import html_title, looks_like_html
 from probe.models import CheckResult, CheckSpec, Exchange, Severity, Status
 
 _DOCS = "CMS-9115-F 42 CFR 422.119(d): API documentation publicly accessible on the payer's website"

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from probe.body import excerpt, parse_json
 from probe.checks.observation import DocumentObservation, skipped, verdict
 from probe.checks.transport import bound_failure, transport_failure
+from probe.http.body import excerpt, parse_json
 from probe.models import CheckResult, CheckSpec, Exchange, Severity, Status
 
 _SMART = "SMART App Launch 2.2.0 (https://hl7.org/fhir/smart-app-launch/STU2.2/conformance.html"

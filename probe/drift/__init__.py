@@ -6,7 +6,7 @@
 * :mod:`probe.drift.events`: nightly detection over the store, stored drift events, queries.
 * :mod:`probe.drift.notify`: posting new drift events to a webhook.
 * :mod:`probe.drift.nightly`: what the crawl calls after a run (detect, then notify).
-* :mod:`probe.drift.commands`: ``probe drift``.
+* :mod:`probe.cli.drift`: ``probe drift``.
 * drift events become rows of the HTML score report in :mod:`probe.score.report_changes`.
 """
 

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from probe.checks.access import ANONYMOUS_PATH, REFUSALS
 from probe.checks.metadata import oauth_uris
 from probe.drift.snapshot import EndpointSnapshot, Fetched, KeySet, SyncFacts, median_duration
-from probe.urls import normalize_base, origin_of
+from probe.http.urls import normalize_base, origin_of
 
 
 class ChangeKind(enum.StrEnum):

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from probe.body import excerpt, parse_json
 from probe.checks.transport import transport_failure
-from probe.fetch import Fetcher
+from probe.http.body import excerpt, parse_json
+from probe.http.fetch import Fetcher
 from probe.models import CheckResult, CheckSpec, Exchange, ExtractStep, Report, Severity, Status
 
 JWKS = CheckSpec(

@@ -30,7 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from probe.directory import Directory
+from probe.directory.schema import Directory
 from probe.fleet.config import PAGING_STYLES, FleetConfig, PagingStyle, derive, derive_int
 from probe.fleet.credentials import PayerCredentials, payer_credentials
 from probe.fleet.documents import (

@@ -1,4 +1,4 @@
-"""The fleet's endpoints directory (`probe.directory` format) and the secrets file behind it.
+"""The fleet's endpoints directory (`probe.directory.schema` format) and the secrets file behind it.
 
 Credentials appear in the directory only as ``{secret: KEY}`` references; the values live in
 the secrets mapping (written to a mode-0600 YAML file by ``probe fleet serve --secrets-out``).
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from probe.directory import (
+from probe.directory.schema import (
     BackendServicesCredentials,
     BearerCredentials,
     Directory,

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from probe.directory import EndpointFacts, OrganizationStatus
+from probe.directory.schema import EndpointFacts, OrganizationStatus
 from probe.fleet.archetypes import HOSTILE, ArchetypeEntry, ArchetypeName, Behaviour, resolve
 
 PagingStyle = Literal["ct", "hapi", "page_token", "offset"]

@@ -49,7 +49,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from probe.directory import EndpointFacts, LineOfBusiness, OrganizationStatus
+from probe.directory.schema import EndpointFacts, LineOfBusiness, OrganizationStatus
 from probe.score.inputs import (
     AuthCounts,
     EverythingLevel,

@@ -16,7 +16,7 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
-from probe.directory import LineOfBusiness, OrganizationStatus
+from probe.directory.schema import LineOfBusiness, OrganizationStatus
 from probe.score.inputs import (
     AuthCounts,
     PayerInputs,

@@ -4,7 +4,7 @@ Everything probe *observes* (and everything *imported*, such as the authorizatio
 sequence of :class:`Sample` values, each stamped with the moment it was observed and the evidence
 that backs it (run, request, sync-job or check ids), so the engine can keep only what falls in
 the scoring :class:`Window`. What is *configured* in ``endpoints.yaml`` (organization status,
-lines of business, :class:`probe.directory.EndpointFacts`, the portal URL) carries no time and
+lines of business, :class:`probe.directory.schema.EndpointFacts`, the portal URL) carries no time and
 always counts.
 
 These types are plain frozen dataclasses with no I/O: tests build them by hand, and
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Generic, Literal, TypeVar
 
-from probe.directory import EndpointFacts, LineOfBusiness, OrganizationStatus
+from probe.directory.schema import EndpointFacts, LineOfBusiness, OrganizationStatus
 
 T = TypeVar("T")
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from probe.directory import LineOfBusiness, OrganizationStatus
+from probe.directory.schema import LineOfBusiness, OrganizationStatus
 
 DEFAULT_RUBRIC = "state-of-the-payer-2025-05.yaml"
 """File name of the packaged rubric used when none is given."""

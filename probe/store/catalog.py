@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from probe.directory import Directory, Environment, Payer, targets
+from probe.directory.schema import Directory, Environment, Payer, targets
 from probe.store.tables import EndpointRow, PayerRow
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import probe.store.catalog as catalog
 import probe.store.locks as locks
 import probe.store.runs as runs
-from probe.directory import Directory, Environment
+from probe.directory.schema import Directory, Environment
 from probe.store.locks import RunLock
 from probe.store.tables import RunKind, RunStatus
 from probe.store.writer import StoreWriter

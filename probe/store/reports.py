@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probe.directory import Environment
+from probe.directory.schema import Environment
 from probe.models import Report
 from probe.store.handle import Store
 from probe.store.runs import register_targets

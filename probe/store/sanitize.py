@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-from probe.redact import SECRET_QUERY_PARAMS
+from probe.http.redact import SECRET_QUERY_PARAMS
 
 #: Query/fragment parameters whose values are secrets; their values are replaced on storage.
 SECRET_PARAMS = SECRET_QUERY_PARAMS

@@ -17,17 +17,17 @@ from urllib.parse import quote, urlencode
 
 import jwt
 
-from probe.body import parse_json
-from probe.directory import (
+from probe.directory.schema import (
     BackendServicesCredentials,
     BearerCredentials,
     RefreshTokenCredentials,
 )
-from probe.fetch import Fetcher
+from probe.directory.secrets import SecretSource, TokenStore
+from probe.http.body import parse_json
+from probe.http.fetch import Fetcher
+from probe.http.urls import origin_of
 from probe.models import Exchange, ExtractStep
-from probe.secrets import SecretSource, TokenStore
 from probe.sync.result import TokenFacts
-from probe.urls import origin_of
 
 Credentials = BearerCredentials | RefreshTokenCredentials | BackendServicesCredentials
 

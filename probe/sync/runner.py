@@ -15,16 +15,16 @@ from urllib.parse import urlencode, urljoin
 
 import anyio
 
-from probe.addresses import url_host
-from probe.body import operation_outcome_text, parse_json
 from probe.checks.metadata import CLINICAL_TYPES, everything_declared
 from probe.checks.r4_validation import can_validate, validate_r4
-from probe.fetch import FHIR_JSON, Fetcher
+from probe.http.body import operation_outcome_text, parse_json
+from probe.http.fetch import FHIR_JSON, Fetcher
+from probe.http.guard import url_host
+from probe.http.urls import join, origin_of
 from probe.models import Exchange, ExtractStep
 from probe.sync.auth import AuthError, Authorizer
 from probe.sync.references import ReferenceSet
 from probe.sync.result import SyncResult
-from probe.urls import join, origin_of
 
 FALLBACK_TYPES = ("Patient", "Coverage", "ExplanationOfBenefit", *CLINICAL_TYPES)
 # Fetch-level bounds and faults that become sync findings under their own name (docs/hostile.md).

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from probe.fetch import Fetcher
+from probe.directory.secrets import SecretError, SecretSource, TokenStore
+from probe.http.fetch import Fetcher
+from probe.http.redact import redact_text
 from probe.models import Exchange
-from probe.redact import redact_text
-from probe.secrets import SecretError, SecretSource, TokenStore
 from probe.sync.auth import Authorizer, Credentials
 from probe.sync.result import SyncResult
 from probe.sync.runner import PatientSync, SyncLimits

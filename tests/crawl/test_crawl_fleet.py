@@ -17,13 +17,13 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from probe.crawl import CrawlOptions, CrawlSummary, crawl, select_targets
-from probe.crawl_progress import LogReporter
-from probe.fetch import Limits
+from probe.cli.progress import LogReporter
+from probe.crawl.crawler import CrawlOptions, CrawlSummary, crawl, select_targets
+from probe.directory.secrets import SecretSource
 from probe.fleet import running_fleet
 from probe.fleet.archetypes import HOSTILE, ArchetypeName
 from probe.fleet.config import parse_fleet_config
-from probe.secrets import SecretSource
+from probe.http.fetch import Limits
 from probe.store import RunStatus, Store
 from probe.store.tables import CheckResultRow, EndpointRow, HttpRequestRow, RunTargetRow, SyncJobRow
 from probe.sync.runner import SyncLimits

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from probe.crawl import CrawlOptions, CrawlSummary, TargetOutcome, crawl, select_targets
-from probe.directory import Directory, parse_directory
-from probe.fetch import Limits
-from probe.secrets import SecretSource
+from probe.crawl.crawler import CrawlOptions, CrawlSummary, TargetOutcome, crawl, select_targets
+from probe.directory.schema import Directory, parse_directory
+from probe.directory.secrets import SecretSource
+from probe.http.fetch import Limits
 from probe.store import RunStatus, Store
 from probe.store.tables import CheckResultRow, HttpRequestRow, ProbeRunRow, RunTargetRow
 from tests.discovery_docs import capability_statement, smart_configuration

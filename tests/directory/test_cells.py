@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from probe.directory_import import (
+from probe.directory.importers import (
     UnusableValue,
     base_urls_in_cell,
     clean_vendor,

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from probe.directory import Environment, LineOfBusiness, parse_directory
-from probe.directory_commands import directory_app
-from probe.directory_import import CmsImport, ImportFormatError, import_cms
+from probe.cli.directory import directory_app
+from probe.directory.importers import CmsImport, ImportFormatError, import_cms
+from probe.directory.schema import Environment, LineOfBusiness, parse_directory
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 CMS_FILE = SHARED / "data" / "cms-sma-endpoint-directory.csv"
@@ -592,7 +592,7 @@ def test_unwritable_out_exits_2(tmp_path: Path) -> None:
 
 
 def test_shared_vendor_sandbox_is_probed_once(real: CmsImport) -> None:
-    from probe.directory import targets
+    from probe.directory.schema import targets
 
     sandboxes = [t for t in targets(real.directory) if t.environment is Environment.SANDBOX]
     urls = [t.base_url for t in sandboxes]
@@ -601,7 +601,7 @@ def test_shared_vendor_sandbox_is_probed_once(real: CmsImport) -> None:
 
 
 def test_dump_is_plain_yaml(real: CmsImport) -> None:
-    from probe.directory import dump_directory
+    from probe.directory.schema import dump_directory
 
     data = yaml.safe_load(dump_directory(real.directory))
     assert list(data) == ["version", "payers"]

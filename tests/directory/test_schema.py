@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from probe.directory import (
+from probe.directory.schema import (
     BackendServicesCredentials,
     BearerCredentials,
     Directory,

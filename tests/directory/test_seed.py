@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from probe.directory import Directory, load_directory, parse_directory, targets
-from probe.directory_commands import directory_app
-from probe.directory_import import ImportFormatError, Seed, render_seed, seed_from_csv
+from probe.cli.directory import directory_app
+from probe.directory.importers import ImportFormatError, Seed, render_seed, seed_from_csv
+from probe.directory.schema import Directory, load_directory, parse_directory, targets
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(__file__).resolve().parents[3] / "shared"

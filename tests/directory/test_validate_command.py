@@ -6,8 +6,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from probe.cli import app
-from probe.directory_commands import directory_app
+from probe.cli.app import app
+from probe.cli.directory import directory_app
 
 FULL = """\
 version: 1

@@ -9,12 +9,12 @@ from typing import Any
 import anyio
 import yaml
 
-from probe.crawl import CrawlOptions, CrawlSummary, TargetOutcome, crawl, select_targets
+from probe.crawl.crawler import CrawlOptions, CrawlSummary, TargetOutcome, crawl, select_targets
+from probe.directory.secrets import SecretSource
 from probe.drift.nightly import DriftSettings
-from probe.fetch import Limits
 from probe.fleet import Fleet, parse_fleet_config
 from probe.fleet.changes import PayerChange, change_fleet
-from probe.secrets import SecretSource
+from probe.http.fetch import Limits
 from probe.store import RunStatus, Store
 from probe.sync.runner import SyncLimits
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from probe.checks import metadata, smart
-from probe.cli import app
+from probe.cli.app import app
 from probe.drift.classify import ChangeKind, DriftThresholds
 from probe.drift.events import DriftError, detect_drift, drift_by_payer, list_drift_events
 from probe.drift.keys import JWKS

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from probe.cli import app
+from probe.cli.app import app
 from probe.drift.classify import ChangeKind
 from probe.fleet.changes import PayerChange
 from probe.score.report_changes import report_changes

@@ -12,7 +12,7 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 
-from probe.directory import dump_directory, parse_directory
+from probe.directory.schema import dump_directory, parse_directory
 from probe.fleet import Fleet
 from probe.fleet.patients import base_patients
 

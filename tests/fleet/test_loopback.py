@@ -15,7 +15,7 @@ import anyio
 import httpx
 import pytest
 
-from probe.directory import load_directory
+from probe.directory.schema import load_directory
 from probe.fleet import parse_fleet_config, running_fleet
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

@@ -19,11 +19,11 @@ import anyio
 import pytest
 from sqlalchemy import select
 
-from probe.crawl import CrawlOptions, CrawlSummary, crawl, select_targets
-from probe.crawl_progress import LogReporter
-from probe.directory import load_directory
-from probe.fetch import Limits
-from probe.secrets import SecretSource
+from probe.cli.progress import LogReporter
+from probe.crawl.crawler import CrawlOptions, CrawlSummary, crawl, select_targets
+from probe.directory.schema import load_directory
+from probe.directory.secrets import SecretSource
+from probe.http.fetch import Limits
 from probe.store import RunStatus, open_store
 from probe.store.tables import CheckResultRow, EndpointRow, RunTargetRow, SyncJobRow
 from probe.sync.runner import SyncLimits

@@ -21,14 +21,14 @@ import httpx
 import pytest
 import yaml
 
-from probe import bounds_options as bounds
-from probe.breaker import CircuitBreaker
-from probe.directory import Endpoint
-from probe.discovery import run_discovery
-from probe.fetch import Fetcher
+from probe.checks.discovery import run_discovery
+from probe.cli import options_bounds as bounds
+from probe.directory.schema import Endpoint
+from probe.directory.secrets import SecretSource
 from probe.fleet import Fleet, parse_fleet_config, running_fleet
+from probe.http.breaker import CircuitBreaker
+from probe.http.fetch import Fetcher
 from probe.models import Report
-from probe.secrets import SecretSource
 from probe.sync.result import SyncResult
 from probe.sync.runner import SyncLimits
 from probe.sync.session import sync_patient

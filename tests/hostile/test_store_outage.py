@@ -31,12 +31,12 @@ from typing import Any
 import anyio
 import pytest
 
-from probe.crawl import CrawlOptions, CrawlSummary, crawl, select_targets
-from probe.crawl_progress import LogReporter
-from probe.directory import load_directory
+from probe.cli.progress import LogReporter
+from probe.crawl.crawler import CrawlOptions, CrawlSummary, crawl, select_targets
+from probe.directory.schema import load_directory
+from probe.directory.secrets import SecretSource
 from probe.drift.nightly import DriftSettings
-from probe.fetch import Limits
-from probe.secrets import SecretSource
+from probe.http.fetch import Limits
 from probe.store import RunStatus, open_store
 from tests.hostile.conftest import FleetProcess, fleet_process, kill_resume_bench
 

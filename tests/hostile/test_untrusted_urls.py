@@ -13,9 +13,9 @@ import anyio
 import httpx
 import pytest
 
-from probe.directory import RefreshTokenCredentials, SecretRef
-from probe.fetch import Fetcher, Limits
-from probe.secrets import SecretSource
+from probe.directory.schema import RefreshTokenCredentials, SecretRef
+from probe.directory.secrets import SecretSource
+from probe.http.fetch import Fetcher, Limits
 from probe.sync.auth import Authorizer
 from probe.sync.result import SyncResult
 from probe.sync.runner import PatientSync, SyncLimits

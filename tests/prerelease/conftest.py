@@ -6,9 +6,10 @@ from typing import Any
 
 import anyio
 
-from probe.directory import BearerCredentials, RefreshTokenCredentials, SecretRef
+from probe.directory.schema import BearerCredentials, RefreshTokenCredentials, SecretRef
+from probe.directory.secrets import SecretSource
 from probe.fleet import Fleet, parse_fleet_config
-from probe.prerelease import (
+from probe.prerelease.gate import (
     Baseline,
     FailOn,
     PatientSpec,
@@ -16,7 +17,6 @@ from probe.prerelease import (
     PrereleaseResult,
     run_prerelease,
 )
-from probe.secrets import SecretSource
 from probe.sync.runner import SyncLimits
 from tests.store.conftest import pg_admin, store, store_url  # noqa: F401
 

@@ -19,8 +19,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from probe.cli import app
-from probe.directory import dump_directory
+from probe.cli.app import app
+from probe.directory.schema import dump_directory
 from probe.fleet import Fleet, running_fleet
 from probe.fleet.config import parse_fleet_config
 from tests.prerelease.conftest import PAYERS

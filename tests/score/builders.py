@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
-from probe.directory import OrganizationStatus
+from probe.directory.schema import OrganizationStatus
 from probe.score import MetricScore, PayerInputs, RateInput, Sample, Window, score_payer
 from probe.score.rubric import Rubric
 

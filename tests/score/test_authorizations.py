@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from probe.directory import Directory
+from probe.directory.schema import Directory
 from probe.score import AuthCounts, load_rubric, score
 from probe.score.authorizations import (
     AuthorizationImportError,

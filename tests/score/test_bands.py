@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from probe.directory import EndpointFacts
+from probe.directory.schema import EndpointFacts
 from probe.score import AuthCounts, RefreshInput
 from tests.score.builders import metric, payer, rate_for, sample
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from probe.directory import Directory, LineOfBusiness, OrganizationStatus
+from probe.directory.schema import Directory, LineOfBusiness, OrganizationStatus
 from probe.models import CheckResult, CheckSpec, Exchange, ExtractStep, Severity, Status
 from probe.score import AuthCounts, Sample, score
 from probe.score.collect import collect_inputs, resource_type_of

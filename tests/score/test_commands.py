@@ -16,10 +16,10 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from probe.cli import app
-from probe.directory import Directory
+from probe.cli.app import app
+from probe.cli.score import CSV_COLUMNS, parse_as_of
+from probe.directory.schema import Directory
 from probe.models import CheckResult, CheckSpec, Exchange, ExtractStep, Severity, Status
-from probe.score.commands import CSV_COLUMNS, parse_as_of
 from probe.store import RunKind, Store
 from probe.store.tables import ProbeRunRow
 from tests.store import conftest as store_fixtures

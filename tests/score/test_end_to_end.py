@@ -21,12 +21,12 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from probe.cli import app
-from probe.crawl import CrawlOptions, CrawlSummary, TargetOutcome, crawl, select_targets
-from probe.directory import Directory, EndpointFacts, LineOfBusiness, LinesOfBusiness
+from probe.cli.app import app
+from probe.crawl.crawler import CrawlOptions, CrawlSummary, TargetOutcome, crawl, select_targets
+from probe.directory.schema import Directory, EndpointFacts, LineOfBusiness, LinesOfBusiness
+from probe.directory.secrets import SecretSource
 from probe.fleet import parse_fleet_config, running_fleet
 from probe.fleet.catalog import write_secrets
-from probe.secrets import SecretSource
 from probe.store import RunStatus, Store
 from probe.store.tables import EndpointRow, PayerRow, SyncJobRow
 from tests.score.test_report_html import render_in_chromium

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from probe.directory import EndpointFacts, LineOfBusiness, OrganizationStatus
+from probe.directory.schema import EndpointFacts, LineOfBusiness, OrganizationStatus
 from probe.score import (
     NOT_ENOUGH_DATA,
     AuthCounts,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from probe.directory import OrganizationStatus
+from probe.directory.schema import OrganizationStatus
 from probe.score import (
     NOT_ENOUGH_DATA,
     RateInput,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from probe.directory import parse_directory
+from probe.directory.schema import parse_directory
 from probe.store import Store, ensure_endpoint, find_endpoint
 from probe.store.tables import EndpointRow, PayerRow
 
@@ -105,7 +105,7 @@ def test_ensure_endpoint_attaches_to_a_known_directory_payer(store: Store) -> No
 
 def test_indefinite_inactive_access_survives_every_backend(store: Store) -> None:
     """`.inf` ("indefinitely") is stored as "inf" (PostgreSQL JSONB refuses Infinity)."""
-    from probe.directory import EndpointFacts
+    from probe.directory.schema import EndpointFacts
     from probe.score.collect import _facts
     from probe.store.tables import EndpointRow
 

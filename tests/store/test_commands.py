@@ -10,10 +10,10 @@ import typer
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from probe.cli import app
+from probe.cli.app import app
+from probe.cli.db import history
 from probe.models import Status
 from probe.store import Store, StoreWriter, open_store
-from probe.store.commands import history
 from probe.store.engine import create_store_engine, head_revision
 
 from .conftest import SPEC_A, SPEC_B, result

@@ -16,15 +16,15 @@ import httpx
 import pytest
 import yaml
 
-from probe.directory import Endpoint
-from probe.discovery import run_discovery
-from probe.fetch import Fetcher, Limits
+from probe.checks.discovery import run_discovery
+from probe.directory.schema import Endpoint
+from probe.directory.secrets import SecretSource, TokenStore
 from probe.fleet import Fleet, parse_fleet_config
-from probe.secrets import SecretSource, TokenStore
+from probe.http.fetch import Fetcher, Limits
+from probe.http.urls import origin_of
 from probe.sync.result import SyncResult
 from probe.sync.runner import SyncLimits
 from probe.sync.session import sync_patient
-from probe.urls import origin_of
 
 ARCHETYPES = [
     "exemplary",

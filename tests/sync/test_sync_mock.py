@@ -10,9 +10,9 @@ import anyio
 import httpx
 import pytest
 
-from probe.directory import BearerCredentials, RefreshTokenCredentials, SecretRef
-from probe.fetch import Fetcher, Limits
-from probe.secrets import SecretSource, TokenStore
+from probe.directory.schema import BearerCredentials, RefreshTokenCredentials, SecretRef
+from probe.directory.secrets import SecretSource, TokenStore
+from probe.http.fetch import Fetcher, Limits
 from probe.sync.auth import Authorizer
 from probe.sync.result import SyncResult
 from probe.sync.runner import PatientSync, SyncLimits
@@ -323,7 +323,7 @@ def test_missing_secret_names_the_variable(missing: str) -> None:
             )
             return await PatientSync(fetcher, BASE, "p1", auth).run()
 
-    from probe.secrets import SecretError
+    from probe.directory.secrets import SecretError
 
     with pytest.raises(SecretError, match=f"environment variable {missing} is not set"):
         anyio.run(go)

@@ -12,9 +12,9 @@ from typing import Any
 import anyio
 import httpx
 
-from probe.directory import BearerCredentials, SecretRef
-from probe.fetch import Fetcher, Limits
-from probe.secrets import SecretSource
+from probe.directory.schema import BearerCredentials, SecretRef
+from probe.directory.secrets import SecretSource
+from probe.http.fetch import Fetcher, Limits
 from probe.sync.auth import Authorizer
 from probe.sync.result import SyncResult
 from probe.sync.runner import PatientSync, SyncLimits

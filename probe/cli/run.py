@@ -10,8 +10,10 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
-from probe import bounds_options as bounds
-from probe.crawl import (
+from probe.cli import options_bounds as bounds
+from probe.cli.db import DbOption
+from probe.cli.progress import reporter_for, summary_table
+from probe.crawl.crawler import (
     CrawlOptions,
     CrawlSummary,
     crawl,
@@ -19,14 +21,12 @@ from probe.crawl import (
     select_targets,
     unknown_names,
 )
-from probe.crawl_progress import reporter_for, summary_table
-from probe.directory import DirectoryError, load_directory
+from probe.directory.schema import DirectoryError, load_directory
+from probe.directory.secrets import SecretSource
 from probe.drift.classify import DriftThresholds
 from probe.drift.nightly import DriftSettings
 from probe.drift.notify import validate_webhook_url
-from probe.secrets import SecretSource
 from probe.store import RunLockHeld, RunStatus, StoreError, open_store
-from probe.store.commands import DbOption
 from probe.sync.runner import SyncLimits
 
 EXIT_LOCKED = 3

@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from probe.crawl import TargetOutcome
+from probe.crawl.crawler import TargetOutcome
 from probe.store import RunStatus
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import anyio
 import typer
 
-from probe.directory import dump_directory
+from probe.directory.schema import dump_directory
 from probe.fleet.app import Fleet
 from probe.fleet.catalog import write_secrets
 from probe.fleet.config import FleetConfigError, default_config, load_fleet_config

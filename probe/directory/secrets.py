@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from probe.directory import SecretRef
+from probe.directory.schema import SecretRef
 
 
 class SecretError(Exception):

@@ -33,6 +33,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import select
 
+from probe.cli.db import DbOption
 from probe.score.authorizations import (
     AuthorizationImportError,
     import_authorizations,
@@ -56,7 +57,6 @@ from probe.score.report_html import (
 )
 from probe.score.rubric import NOT_ENOUGH_DATA, Rubric, RubricError, load_rubric
 from probe.store import Store, StoreError, open_store, safe_url
-from probe.store.commands import DbOption
 from probe.store.engine import create_store_engine
 from probe.store.tables import PayerRow
 

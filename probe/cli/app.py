@@ -13,24 +13,24 @@ import anyio
 import typer
 from rich.console import Console
 
-import probe.sync.credentials_options as opts
-from probe import bounds_options as bounds
-from probe.addresses import AddressGuard
-from probe.crawl_command import run_command
-from probe.directory_commands import directory_app
-from probe.discovery import run_discovery
-from probe.drift.commands import drift_app
-from probe.fetch import Fetcher, new_client
-from probe.fleet.commands import fleet_app
+import probe.cli.options_credentials as opts
+from probe.checks.discovery import run_discovery
+from probe.cli import options_bounds as bounds
+from probe.cli.db import DbOption, db_app, history
+from probe.cli.directory import directory_app
+from probe.cli.drift import drift_app
+from probe.cli.fleet import fleet_app
+from probe.cli.options_credentials import credentials_from_options
+from probe.cli.render import print_report, report_json, sync_json, sync_tables
+from probe.cli.run import run_command
+from probe.cli.score import import_app, report_command, score_command
+from probe.directory.secrets import SecretSource, TokenStore
+from probe.http.fetch import Fetcher, new_client
+from probe.http.guard import AddressGuard
 from probe.models import Report
-from probe.prerelease import prerelease_command
-from probe.render import print_report, report_json, sync_json, sync_tables
-from probe.score.commands import import_app, report_command, score_command
-from probe.secrets import SecretSource, TokenStore
+from probe.prerelease.gate import prerelease_command
 from probe.store import StoreError, open_store
-from probe.store.commands import DbOption, db_app, history
 from probe.store.reports import save_report
-from probe.sync.credentials_options import credentials_from_options
 from probe.sync.result import SyncResult
 from probe.sync.runner import SyncLimits
 from probe.sync.session import sync_patient

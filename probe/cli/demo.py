@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from probe.directory import load_directory
+from probe.directory.schema import load_directory
 
 FLEET_START_TIMEOUT = 60.0
 PROBE_TIMEOUT = 100.0
@@ -201,7 +201,7 @@ class PortTaken(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; 0 when the probe ran to completion (findings included), else non-zero."""
-    parser = argparse.ArgumentParser(prog="python -m probe.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m probe.cli.demo", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
         "--port",

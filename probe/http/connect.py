@@ -3,7 +3,7 @@
 httpx resolves a host name when it opens a connection, after probe has checked the URL; a server
 whose DNS answers a public address to the check and an internal one to the connection would get
 past the check. :class:`GuardedNetworkBackend` is an httpcore network backend that resolves the
-name itself, asks :meth:`probe.addresses.AddressGuard.connect_addresses` which of the addresses
+name itself, asks :meth:`probe.http.guard.AddressGuard.connect_addresses` which of the addresses
 may be used, and connects to those IP addresses only. TLS is unaffected: httpcore still sends
 the host name for SNI and checks the certificate against it.
 
@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import httpcore
 import httpx
 
-from probe.addresses import AddressGuard, AddressRefused
+from probe.http.guard import AddressGuard, AddressRefused
 
 SocketOption = (
     tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from probe.breaker import DEFAULT_THRESHOLD, CircuitBreaker
-from probe.fetch import Limits
+from probe.http.breaker import DEFAULT_THRESHOLD, CircuitBreaker
+from probe.http.fetch import Limits
 
 _DEFAULTS = Limits()
 

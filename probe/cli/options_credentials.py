@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from probe.directory import (
+from probe.directory.schema import (
     BackendServicesCredentials,
     BearerCredentials,
     RefreshTokenCredentials,

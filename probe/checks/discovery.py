@@ -10,9 +10,9 @@ import anyio
 
 from probe.checks import access, metadata, smart
 from probe.checks.observation import DocumentObservation
-from probe.fetch import FHIR_JSON, Fetcher
+from probe.http.fetch import FHIR_JSON, Fetcher
+from probe.http.urls import join, normalize_base
 from probe.models import CheckSpec, Exchange, ExtractStep, Report
-from probe.urls import join, normalize_base
 
 SMART_PATH = ".well-known/smart-configuration"
 

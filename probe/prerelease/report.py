@@ -24,7 +24,7 @@ from probe.models import CheckResult, Status
 from probe.sync.result import SyncResult
 
 if TYPE_CHECKING:
-    from probe.prerelease import PrereleaseResult
+    from probe.prerelease.gate import PrereleaseResult
 
 KIND_STYLE = {"breaking": "bold red", "notable": "yellow", "cosmetic": "dim"}
 FAILED_SYNC_OUTCOMES = frozenset({"failed", "auth_failed", "timeout"})

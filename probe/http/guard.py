@@ -14,7 +14,7 @@ private addresses. Whether two loopback origins may share credentials is not thi
 business: the same-origin rule decides that, and refuses it.
 
 The same guard also decides, at connect time, which addresses a connection may use
-(:meth:`AddressGuard.connect_addresses`, used by :mod:`probe.guarded_connect`): the name is
+(:meth:`AddressGuard.connect_addresses`, used by :mod:`probe.http.connect`): the name is
 resolved once for the connection and the connection goes to exactly the addresses that were
 checked, so a server whose DNS answers a public address to the URL check and 169.254.169.254 to
 the connection (DNS rebinding) is refused. The operator's own hosts (:meth:`AddressGuard.admit`:

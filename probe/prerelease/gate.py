@@ -42,17 +42,21 @@ from rich.console import Console
 from rich.text import Text
 from sqlalchemy import select
 
-import probe.sync.credentials_options as opts
-from probe.addresses import AddressGuard
-from probe.directory import Environment
-from probe.discovery import run_discovery
+import probe.cli.options_credentials as opts
+from probe.checks.discovery import run_discovery
+from probe.cli.db import DbOption
+from probe.cli.options_credentials import credentials_from_options
+from probe.directory.schema import Environment
+from probe.directory.secrets import SecretSource, TokenStore
 from probe.drift.classify import Change, ChangeKind, DriftThresholds, classify, counts_by_kind
 from probe.drift.events import DriftError, load_snapshots
 from probe.drift.keys import observe_key_set
 from probe.drift.snapshot import EndpointSnapshot, snapshot_from_results
-from probe.fetch import Fetcher, Limits, new_client
+from probe.http.fetch import Fetcher, Limits, new_client
+from probe.http.guard import AddressGuard
+from probe.http.urls import normalize_base
 from probe.models import Report, Status
-from probe.prerelease_report import print_summary, render_html, render_junit, render_markdown
+from probe.prerelease.report import print_summary, render_html, render_junit, render_markdown
 from probe.score.collect import (
     COMPLETED_SYNC_OUTCOMES,
     REFERENCE_STEPS,
@@ -62,10 +66,8 @@ from probe.score.collect import (
 from probe.score.engine import MetricScore, score_payer
 from probe.score.inputs import EverythingLevel, PayerInputs, RateInput, RefreshInput, Sample, Window
 from probe.score.rubric import Rubric, default_rubric
-from probe.secrets import SecretSource, TokenStore
 from probe.store import Store, StoreError, open_store
 from probe.store.catalog import normalize_base_url
-from probe.store.commands import DbOption
 from probe.store.runs import register_targets
 from probe.store.tables import (
     DocumentSightingRow,
@@ -77,11 +79,9 @@ from probe.store.tables import (
     TargetStatus,
 )
 from probe.sync.auth import Credentials
-from probe.sync.credentials_options import credentials_from_options
 from probe.sync.result import SyncResult
 from probe.sync.runner import SyncLimits
 from probe.sync.session import sync_patient
-from probe.urls import normalize_base
 
 EXIT_PASS = 0
 EXIT_GATE_FAILED = 1

@@ -17,8 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from probe.directory import DirectoryError, Environment, load_directory
-from probe.directory_import import (
+from probe.directory.importers import (
     ImportFormatError,
     ImportIssue,
     import_cms,
@@ -27,6 +26,7 @@ from probe.directory_import import (
     render_seed,
     seed_from_csv,
 )
+from probe.directory.schema import DirectoryError, Environment, load_directory
 
 directory_app = typer.Typer(
     help="The payer directory (endpoints.yaml): validate it, seed it, import the CMS directory.",

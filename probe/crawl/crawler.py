@@ -21,18 +21,18 @@ import anyio
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
-from probe.addresses import AddressGuard
-from probe.breaker import DEFAULT_THRESHOLD as DEFAULT_BREAKER_THRESHOLD
-from probe.breaker import CircuitBreaker, OpenCircuit
+from probe.checks.discovery import run_discovery
 from probe.checks.portal import PortalObservation, run_portal_checks
-from probe.directory import Directory, Target, targets
-from probe.discovery import run_discovery
+from probe.directory.schema import Directory, Target, targets
+from probe.directory.secrets import SecretSource, TokenStore
 from probe.drift.keys import observe_key_set
 from probe.drift.nightly import DriftSettings, NightlyDrift, after_run
-from probe.fetch import Fetcher, Limits, new_client
+from probe.http.breaker import DEFAULT_THRESHOLD as DEFAULT_BREAKER_THRESHOLD
+from probe.http.breaker import CircuitBreaker, OpenCircuit
+from probe.http.fetch import Fetcher, Limits, new_client
+from probe.http.guard import AddressGuard
+from probe.http.politeness import Politeness
 from probe.models import CheckResult, ExtractStep, Report, Status
-from probe.politeness import Politeness
-from probe.secrets import SecretSource, TokenStore
 from probe.store import RunKind, RunStatus, Store, TargetStatus
 from probe.store.resume import clear_target_observations
 from probe.store.runs import (

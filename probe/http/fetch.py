@@ -6,8 +6,8 @@ trickles bytes cannot hold a request open), a cap on body bytes enforced while s
 decompression, so a gzip bomb stops at the cap; a declared length over the cap is refused before
 reading), and a cap on redirects. Redirects are followed by hand so that each hop is visible,
 credentials (and request bodies) never leave the origin they were meant for, and a hop to
-another origin is refused when it leads into an internal network (:mod:`probe.addresses`).
-A per-host circuit breaker (:mod:`probe.breaker`) can stop requests to a host that keeps
+another origin is refused when it leads into an internal network (:mod:`probe.http.guard`).
+A per-host circuit breaker (:mod:`probe.http.breaker`) can stop requests to a host that keeps
 failing. Every outcome has a stable ``error_class`` (see docs/hostile.md): transport failures
 (``dns``, ``connection_refused``, ``tls``, ``timeout``, ``no_response``, ``connection_reset``,
 ``content_length_mismatch``, ``protocol_error``, ...) and bounds (``body_too_large``,
@@ -34,12 +34,12 @@ import anyio
 import httpx
 
 from probe import __version__
-from probe.addresses import AddressGuard
-from probe.breaker import CircuitBreaker, OpenCircuit
-from probe.guarded_connect import ConnectRefused, guarded_transport
+from probe.http.breaker import CircuitBreaker, OpenCircuit
+from probe.http.connect import ConnectRefused, guarded_transport
+from probe.http.guard import AddressGuard
+from probe.http.redact import redact_url
+from probe.http.urls import origin_of
 from probe.models import Exchange, ExtractStep
-from probe.redact import redact_url
-from probe.urls import origin_of
 
 log = logging.getLogger(__name__)
 

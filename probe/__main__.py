@@ -1,0 +1,5 @@
+"""`python -m probe`: the `probe` command."""
+
+from probe.cli.app import main
+
+main()

@@ -1,0 +1,5 @@
+"""`python -m probe.cli`: the `probe` command."""
+
+from probe.cli.app import main
+
+main()
