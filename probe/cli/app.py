@@ -21,6 +21,7 @@ from probe.cli.directory import directory_app
 from probe.cli.drift import drift_app
 from probe.cli.fleet import fleet_app
 from probe.cli.options_credentials import credentials_from_options
+from probe.cli.prerelease import prerelease_command
 from probe.cli.render import print_report, report_json, sync_json, sync_tables
 from probe.cli.run import run_command
 from probe.cli.score import import_app, report_command, score_command
@@ -28,7 +29,6 @@ from probe.directory.secrets import SecretSource, TokenStore
 from probe.http.fetch import Fetcher, new_client
 from probe.http.guard import AddressGuard
 from probe.models import Report
-from probe.prerelease.gate import prerelease_command
 from probe.store import StoreError, open_store
 from probe.store.reports import save_report
 from probe.sync.result import SyncResult

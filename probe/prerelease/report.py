@@ -1,4 +1,4 @@
-"""Rendering a prerelease for people (terminal, Markdown, HTML) and for CI (JUnit XML).
+"""Rendering a prerelease for people (Markdown, HTML) and for CI (JUnit XML).
 
 JUnit: one ``<testsuite>`` each for the checks, the syncs, the changes against the baseline and
 the score. A testcase fails for a failed required check, a sync that got no data (outcome
@@ -12,36 +12,33 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jinja2 import Environment, select_autoescape
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from probe.drift.classify import Change, ChangeKind
 from probe.models import CheckResult, Status
+from probe.prerelease.run import PrereleaseResult
 from probe.sync.result import SyncResult
 
-if TYPE_CHECKING:
-    from probe.prerelease.gate import PrereleaseResult
-
-KIND_STYLE = {"breaking": "bold red", "notable": "yellow", "cosmetic": "dim"}
 FAILED_SYNC_OUTCOMES = frozenset({"failed", "auth_failed", "timeout"})
 
 
-def _value(value: Any, width: int = 80) -> str:
+def value_text(value: Any, width: int = 80) -> str:
+    """A value for one line of a report: JSON for non-strings, cut at `width`."""
     if value is None:
         return "—"
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _verdict(result: PrereleaseResult) -> str:
+def verdict(result: PrereleaseResult) -> str:
+    """PASSED or FAILED."""
     return "PASSED" if result.gate.passed else "FAILED"
 
 
-def _score_line(result: PrereleaseResult) -> str:
+def score_line(result: PrereleaseResult) -> str:
+    """The prerelease score in one sentence."""
     s = result.score
     if s.score is None:
         return "prerelease score: none (nothing observable)"
@@ -51,7 +48,8 @@ def _score_line(result: PrereleaseResult) -> str:
     )
 
 
-def _baseline_line(result: PrereleaseResult) -> str:
+def baseline_line(result: PrereleaseResult) -> str:
+    """What the candidate was compared with, in one sentence."""
     if result.baseline is None:
         return "baseline: none (no --baseline or --baseline-run): nothing compared"
     note = "" if result.baseline.has_syncs else " (documents and discovery only: no sync)"
@@ -59,55 +57,6 @@ def _baseline_line(result: PrereleaseResult) -> str:
     if fetched is not None and not fetched.ok:
         note += f"; warning: its /metadata answered {fetched.describe()}, little to compare"
     return f"baseline: {result.baseline.description}{note}"
-
-
-# -- terminal ------------------------------------------------------------------------------------
-
-
-def print_summary(result: PrereleaseResult, console: Console) -> None:
-    """The human summary: verdict, score, changes by kind, breaking changes, gate reasons."""
-    counts = result.counts
-    console.print(
-        Text.assemble(
-            (f"prerelease {_verdict(result)}", "bold green" if result.gate.passed else "bold red"),
-            f": {result.candidate.report.base_url}",
-        )
-    )
-    console.print(_baseline_line(result), markup=False)
-    console.print(_score_line(result), markup=False)
-    report = result.candidate.report
-    summary = ", ".join(f"{n} {k}" for k, n in report.summary.items() if n)
-    console.print(f"checks: {summary}", markup=False)
-    for sync in result.candidate.syncs:
-        console.print(
-            f"sync {sync.patient_label}: {sync.outcome}, "
-            f"$everything {sync.everything.support_level}, "
-            f"{sum(sync.resources_by_type.values())} resources",
-            markup=False,
-        )
-    console.print(
-        "changes: " + ", ".join(f"{n} {k}" for k, n in counts.items()),
-        markup=False,
-    )
-    shown = [c for c in result.changes if c.kind is not ChangeKind.COSMETIC]
-    if shown:
-        table = Table(title="changes against the baseline (cosmetic ones in the reports)")
-        table.add_column("kind", no_wrap=True)
-        table.add_column("change", overflow="fold")
-        table.add_column("before → after", overflow="fold")
-        table.add_column("reason", overflow="fold")
-        for c in shown:
-            table.add_row(
-                Text(str(c.kind), style=KIND_STYLE[str(c.kind)]),
-                c.id,
-                f"{_value(c.before, 50)} → {_value(c.after, 50)}",
-                c.reason,
-            )
-        console.print(table)
-    for reason in result.gate.reasons:
-        console.print(f"gate: {reason}", markup=False)
-    if result.saved_run_id is not None:
-        console.print(f"saved as run {result.saved_run_id}", markup=False)
 
 
 # -- Markdown ------------------------------------------------------------------------------------
@@ -121,13 +70,13 @@ def render_markdown(result: PrereleaseResult) -> str:
     """The conformance report as Markdown (for a pull request or a release ticket)."""
     report = result.candidate.report
     lines = [
-        f"# probe prerelease: {_verdict(result)}",
+        f"# probe prerelease: {verdict(result)}",
         "",
         f"- candidate: `{report.base_url}`",
-        f"- {_baseline_line(result)}",
+        f"- {baseline_line(result)}",
         f"- started: {result.started_at.isoformat(timespec='seconds')}, "
         f"took {result.duration_s:.1f} s",
-        f"- {_score_line(result)}",
+        f"- {score_line(result)}",
     ]
     if result.gate.fail_under is not None or result.gate.fail_on:
         gates = [f"--fail-on {g}" for g in result.gate.fail_on]
@@ -151,8 +100,8 @@ def render_markdown(result: PrereleaseResult) -> str:
         ]
         for c in result.changes:
             lines.append(
-                f"| {c.kind} | `{_md(c.id)}` | `{_md(c.path)}` | {_md(_value(c.before))} | "
-                f"{_md(_value(c.after))} | {_md(c.reason)} |"
+                f"| {c.kind} | `{_md(c.id)}` | `{_md(c.path)}` | {_md(value_text(c.before))} | "
+                f"{_md(value_text(c.after))} | {_md(c.reason)} |"
             )
     lines += ["", "## Prerelease score", ""]
     if result.score.scored or result.score.no_data:
@@ -245,12 +194,12 @@ def render_html(result: PrereleaseResult) -> str:
     report = result.candidate.report
     template = _env.from_string(_HTML)
     return template.render(
-        verdict=_verdict(result),
+        verdict=verdict(result),
         candidate=report.base_url,
-        baseline_line=_baseline_line(result),
+        baseline_line=baseline_line(result),
         started=result.started_at.isoformat(timespec="seconds"),
         duration=f"{result.duration_s:.1f}",
-        score_line=_score_line(result),
+        score_line=score_line(result),
         reasons=result.gate.reasons,
         has_baseline=result.baseline is not None,
         counts=", ".join(f"{n} {k}" for k, n in result.counts.items()),
@@ -259,8 +208,8 @@ def render_html(result: PrereleaseResult) -> str:
                 "kind": str(c.kind),
                 "id": c.id,
                 "path": c.path,
-                "before": _value(c.before, 200),
-                "after": _value(c.after, 200),
+                "before": value_text(c.before, 200),
+                "after": value_text(c.after, 200),
                 "reason": c.reason,
             }
             for c in result.changes
@@ -353,8 +302,8 @@ def _sync_case(sync: SyncResult) -> ET.Element:
 def _change_case(change: Change) -> ET.Element:
     case = _case(f"probe.drift.{change.kind}", change.id)
     text = (
-        f"{change.reason}\npath: {change.path}\nbefore: {_value(change.before, 500)}\n"
-        f"after: {_value(change.after, 500)}"
+        f"{change.reason}\npath: {change.path}\nbefore: {value_text(change.before, 500)}\n"
+        f"after: {value_text(change.after, 500)}"
     )
     if change.kind is ChangeKind.BREAKING:
         ET.SubElement(case, "failure", message=change.reason, type="breaking").text = text
@@ -383,7 +332,7 @@ def render_junit(result: PrereleaseResult) -> str:
         _out(summary, f"{result.baseline.description}: {counts}")
     _suite(root, "prerelease.changes", [summary, *changes])
     score_case = _case("probe.score", "prerelease score")
-    line = _score_line(result)
+    line = score_line(result)
     fail_under = result.gate.fail_under
     score = result.score.score
     if fail_under is not None and (score is None or score < fail_under):

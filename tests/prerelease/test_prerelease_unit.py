@@ -8,14 +8,11 @@ import pytest
 
 from probe.drift.classify import ChangeKind
 from probe.fleet import Fleet
-from probe.prerelease.gate import (
-    FailOn,
-    PrereleaseError,
-    prerelease_metric_ids,
-    save_candidate,
-    stored_baseline,
-)
+from probe.prerelease.baseline import PrereleaseError, stored_baseline
+from probe.prerelease.gate import FailOn
 from probe.prerelease.report import render_html, render_junit, render_markdown
+from probe.prerelease.run import save_candidate
+from probe.prerelease.scoring import prerelease_metric_ids
 from probe.score.rubric import default_rubric
 from probe.store import Store
 from tests.prerelease.conftest import make_fleet, prerelease

@@ -1,0 +1,287 @@
+"""`probe prerelease STAGING_URL`: test a release candidate end to end, compare it with production.
+
+The candidate gets the full treatment: discovery, the JWKS, and a sync of each test patient.
+The baseline is either a live base URL (``--baseline``: discovery and JWKS, no sync, since its
+test patients and credentials are production's) or a stored run (``--baseline-run``: its
+documents, discovery evidence, key ids and sync jobs, so behaviour such as $everything support,
+paging and sync speed is compared too). The change classifier of :mod:`probe.drift.classify`
+compares the two; the candidate is scored; the gate decides the exit code.
+
+Score (``--fail-under``): the *prerelease score* is the packaged payer rubric restricted to the
+metrics one run of probe can observe (every metric whose sources include ``observed``, except
+``sandbox``: the candidate is itself pre-production) — capability_statement,
+smart_configuration, refresh_token, request_success, reference_resolution, carin_bb, clinical,
+sync_speed and everything, 47 rubric points — scored exactly as the rubric scores them, with
+metrics that had no data in this run (e.g. refresh_token with a static bearer token) left out
+of the denominator and listed. The score is ``round(100 * earned / available)``; with nothing
+observed there is no score and ``--fail-under`` fails. The raw rubric total (out of 100, the
+configured metrics as not enough data) is reported beside it for reference.
+
+Exit codes: 0 the gate passed, 1 the gate failed (``--fail-on breaking`` and a breaking change,
+``--fail-on notable``, ``--fail-on required`` and a failed required check, or a score below
+``--fail-under``), 2 bad usage (one line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+from urllib.parse import urlsplit
+
+import anyio
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+import probe.cli.options_credentials as opts
+from probe.cli.db import DbOption
+from probe.cli.options_credentials import credentials_from_options
+from probe.drift.classify import ChangeKind, DriftThresholds
+from probe.http.fetch import Limits
+from probe.prerelease.baseline import Baseline, PrereleaseError, stored_baseline
+from probe.prerelease.gate import FailOn
+from probe.prerelease.observe import PatientSpec
+from probe.prerelease.report import (
+    baseline_line,
+    render_html,
+    render_junit,
+    render_markdown,
+    score_line,
+    value_text,
+    verdict,
+)
+from probe.prerelease.run import PrereleaseOptions, PrereleaseResult, run_prerelease, save_candidate
+from probe.store import Store, StoreError, open_store
+from probe.sync.runner import SyncLimits
+
+EXIT_PASS = 0
+EXIT_GATE_FAILED = 1
+EXIT_USAGE = 2
+
+KIND_STYLE = {"breaking": "bold red", "notable": "yellow", "cosmetic": "dim"}
+
+# -- terminal ------------------------------------------------------------------------------------
+
+
+def print_summary(result: PrereleaseResult, console: Console) -> None:
+    """The human summary: verdict, score, changes by kind, breaking changes, gate reasons."""
+    counts = result.counts
+    console.print(
+        Text.assemble(
+            (f"prerelease {verdict(result)}", "bold green" if result.gate.passed else "bold red"),
+            f": {result.candidate.report.base_url}",
+        )
+    )
+    console.print(baseline_line(result), markup=False)
+    console.print(score_line(result), markup=False)
+    report = result.candidate.report
+    summary = ", ".join(f"{n} {k}" for k, n in report.summary.items() if n)
+    console.print(f"checks: {summary}", markup=False)
+    for sync in result.candidate.syncs:
+        console.print(
+            f"sync {sync.patient_label}: {sync.outcome}, "
+            f"$everything {sync.everything.support_level}, "
+            f"{sum(sync.resources_by_type.values())} resources",
+            markup=False,
+        )
+    console.print(
+        "changes: " + ", ".join(f"{n} {k}" for k, n in counts.items()),
+        markup=False,
+    )
+    shown = [c for c in result.changes if c.kind is not ChangeKind.COSMETIC]
+    if shown:
+        table = Table(title="changes against the baseline (cosmetic ones in the reports)")
+        table.add_column("kind", no_wrap=True)
+        table.add_column("change", overflow="fold")
+        table.add_column("before → after", overflow="fold")
+        table.add_column("reason", overflow="fold")
+        for c in shown:
+            table.add_row(
+                Text(str(c.kind), style=KIND_STYLE[str(c.kind)]),
+                c.id,
+                f"{value_text(c.before, 50)} → {value_text(c.after, 50)}",
+                c.reason,
+            )
+        console.print(table)
+    for reason in result.gate.reasons:
+        console.print(f"gate: {reason}", markup=False)
+    if result.saved_run_id is not None:
+        console.print(f"saved as run {result.saved_run_id}", markup=False)
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+_err = Console(stderr=True, highlight=False)
+
+
+def _usage(message: str) -> NoReturn:
+    _err.print(Text.assemble(("error: ", "bold red"), message))
+    raise typer.Exit(EXIT_USAGE)
+
+
+def _absolute_url(value: str, option: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        _usage(f"{option}: {value!r} is not an absolute http(s) URL")
+    return value.strip()
+
+
+def _writable(path: Path | None, option: str) -> None:
+    if path is not None and not path.parent.is_dir():
+        _usage(f"{option} {path}: the directory {path.parent} does not exist")
+
+
+def prerelease_command(
+    staging_url: Annotated[str, typer.Argument(help="the release candidate's FHIR base URL")],
+    baseline_url: Annotated[
+        str | None,
+        typer.Option("--baseline", help="production base URL, probed live (discovery and JWKS)"),
+    ] = None,
+    baseline_run: Annotated[
+        int | None,
+        typer.Option(help="a stored run as the baseline (documents, keys and sync behaviour)"),
+    ] = None,
+    baseline_endpoint: Annotated[
+        str | None,
+        typer.Option(help="with --baseline-run: which endpoint of that run (its base URL)"),
+    ] = None,
+    patient: Annotated[
+        list[str] | None, typer.Option("--patient", help="test patient's FHIR id (repeatable)")
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="label for a single test patient")] = None,
+    token_env: opts.TokenEnv = None,
+    refresh_token_env: opts.RefreshTokenEnv = None,
+    client_id: opts.ClientId = None,
+    client_secret_env: opts.ClientSecretEnv = None,
+    auth_method: opts.AuthMethod = "client_secret_basic",
+    private_key_env: opts.PrivateKeyEnv = None,
+    key_id: opts.KeyId = None,
+    algorithm: opts.Algorithm = "RS384",
+    scope: opts.Scope = None,
+    token_url: opts.TokenUrl = None,
+    token_store: opts.TokenStorePath = None,
+    page_size: opts.PageSize = 200,
+    max_pages: Annotated[int, typer.Option(min=1, help="page cap")] = 500,
+    no_validate: opts.NoValidate = False,
+    timeout: Annotated[float, typer.Option(min=0.1, help="seconds per request")] = 20.0,
+    ca_bundle: Annotated[str | None, typer.Option(help="CA bundle for private CAs")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="write the HTML report here")] = None,
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="write the Markdown report here")
+    ] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here")] = None,
+    fail_under: Annotated[
+        int | None,
+        typer.Option(min=0, max=100, help="exit 1 when the prerelease score is below this"),
+    ] = None,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(help="exit 1 on: breaking, notable (or breaking), required (repeatable)"),
+    ] = None,
+    slower_percent: Annotated[
+        float, typer.Option(min=0, help="a sync this much slower (median, %) ...")
+    ] = 50.0,
+    slower_seconds: Annotated[
+        float, typer.Option(min=0, help="... and this many seconds slower is notable")
+    ] = 2.0,
+    save: Annotated[
+        bool, typer.Option("--save", help="store the candidate as a prerelease run (--db)")
+    ] = False,
+    db: DbOption = None,
+    output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """Test a release candidate end to end, compare it with production, gate a payer's CI."""
+    candidate_url = _absolute_url(staging_url, "STAGING_URL")
+    if baseline_url is not None and baseline_run is not None:
+        _usage("give --baseline URL or --baseline-run RUN_ID, not both")
+    if baseline_endpoint is not None and baseline_run is None:
+        _usage("--baseline-endpoint needs --baseline-run")
+    live_baseline = _absolute_url(baseline_url, "--baseline") if baseline_url else None
+    if output_format.lower() not in ("table", "json"):
+        _usage(f"--format must be table or json, not {output_format!r}")
+    try:
+        gates = tuple(FailOn(v.lower()) for v in fail_on or [])
+    except ValueError:
+        _usage(f"--fail-on takes breaking, notable or required, not {fail_on!r}")
+    if label is not None and len(patient or []) > 1:
+        _usage("--label names a single --patient; with several, their ids are the labels")
+    for path, option in ((html, "--html"), (markdown, "--markdown"), (junit, "--junit")):
+        _writable(path, option)
+    try:
+        credentials = credentials_from_options(
+            token_env=token_env,
+            refresh_token_env=refresh_token_env,
+            client_id=client_id,
+            client_secret_env=client_secret_env,
+            auth_method=auth_method,
+            private_key_env=private_key_env,
+            key_id=key_id,
+            algorithm=algorithm,
+            scope=scope,
+            token_url=token_url,
+        )
+    except ValueError as exc:
+        _usage(str(exc))
+    patients = tuple(
+        PatientSpec(pid, label if label and len(patient or []) == 1 else pid)
+        for pid in patient or []
+    )
+    store: Store | None = None
+    baseline: Baseline | None = None
+    try:
+        if baseline_run is not None or save:
+            store = open_store(db)
+        if baseline_run is not None and store is not None:
+            baseline = stored_baseline(store, baseline_run, baseline_endpoint)
+    except (StoreError, PrereleaseError) as exc:
+        if store is not None:
+            store.close()
+        _usage(str(exc))
+    options = PrereleaseOptions(
+        patients=patients,
+        credentials=credentials,
+        limits=Limits(
+            connect_timeout=min(timeout, 10.0), read_timeout=timeout, total_timeout=timeout * 1.5
+        ),
+        sync_limits=SyncLimits(page_size=page_size, max_pages=max_pages, validate=not no_validate),
+        token_store=token_store,
+        verify=ca_bundle or True,
+        thresholds=DriftThresholds(slower_percent, slower_seconds),
+        fail_under=fail_under,
+        fail_on=gates,
+    )
+
+    async def go() -> PrereleaseResult:
+        return await run_prerelease(
+            candidate_url, options, baseline_url=live_baseline, baseline=baseline
+        )
+
+    try:
+        result = anyio.run(go)
+        if save and store is not None:
+            result.saved_run_id = save_candidate(store, result.candidate)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except StoreError as exc:
+        _usage(f"could not save the candidate: {exc}")
+    finally:
+        if store is not None:
+            store.close()
+    try:
+        if markdown is not None:
+            markdown.write_text(render_markdown(result), encoding="utf-8")
+        if html is not None:
+            html.write_text(render_html(result), encoding="utf-8")
+        if junit is not None:
+            junit.write_text(render_junit(result), encoding="utf-8")
+    except OSError as exc:
+        _usage(f"cannot write the report: {exc.strerror or exc}")
+    if output_format.lower() == "json":
+        sys.stdout.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")
+    else:
+        console = Console() if Console().is_terminal else Console(width=160)
+        print_summary(result, console)
+    raise typer.Exit(EXIT_PASS if result.gate.passed else EXIT_GATE_FAILED)
