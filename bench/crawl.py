@@ -58,11 +58,12 @@ def child(directory: str, database: str, sync: bool, concurrency: int, per_host:
     import anyio
 
     from probe.cli.progress import LogReporter
-    from probe.crawl.crawler import CrawlOptions, crawl, select_targets
+    from probe.crawl.crawler import crawl, select_targets
+    from probe.crawl.options import CrawlOptions
     from probe.directory.schema import load_directory
     from probe.directory.secrets import SecretSource
-    from probe.http.fetch import Limits
-    from probe.store import open_store
+    from probe.http.limits import Limits
+    from probe.store.engine import open_store
 
     d = load_directory(Path(directory))
     secrets = SecretSource(Path(d.secrets_file) if d.secrets_file else None)

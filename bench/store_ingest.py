@@ -33,8 +33,10 @@ from sqlalchemy.orm import Session
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from probe.models import Exchange, ExtractStep
-from probe.store import Store, StoreWriter, open_store, safe_url
+from probe.store.engine import open_store, safe_url
+from probe.store.handle import Store
 from probe.store.tables import HttpRequestRow
+from probe.store.writer import StoreWriter
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 STEPS = list(ExtractStep)

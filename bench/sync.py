@@ -82,9 +82,10 @@ def child_probe(base: str, patient: str, page_size: int, validate: bool) -> dict
 
     from probe.directory.schema import BearerCredentials, SecretRef
     from probe.directory.secrets import SecretSource
-    from probe.http.fetch import Fetcher, Limits, new_client
+    from probe.http.fetch import Fetcher, new_client
+    from probe.http.limits import Limits
+    from probe.sync.limits import SyncLimits
     from probe.sync.result import SyncResult
-    from probe.sync.runner import SyncLimits
     from probe.sync.session import sync_patient
 
     async def go() -> SyncResult:
@@ -232,7 +233,8 @@ async def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     sys.path.insert(0, str(REPO))
     import anyio
 
-    from probe.fleet import parse_fleet_config, running_fleet
+    from probe.fleet.config import parse_fleet_config
+    from probe.fleet.serve import running_fleet
 
     clients = [c for c in args.clients if c != "fhirpy" or not args.no_fhirpy]
     fhirpy_python = ensure_bench_venv() if "fhirpy" in clients else None

@@ -10,7 +10,8 @@ import anyio
 import httpx
 
 from probe.checks.discovery import run_discovery
-from probe.http.fetch import Fetcher, Limits
+from probe.http.fetch import Fetcher
+from probe.http.limits import Limits
 from probe.models import Report
 from tests.discovery_docs import BASE
 

@@ -7,7 +7,8 @@ import httpx
 import pytest
 
 from probe.http.breaker import CircuitBreaker, failure_name
-from probe.http.fetch import Fetcher, Limits
+from probe.http.fetch import Fetcher
+from probe.http.limits import Limits
 from probe.models import ExtractStep
 
 OO = b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"processing"}]}'

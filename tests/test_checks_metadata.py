@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from probe.http.fetch import Limits
+from probe.http.limits import Limits
 from probe.models import Status
 from tests.discovery_docs import BASE, LOGIN_PAGE, capability_statement, smart_configuration
 from tests.mock_payer import discover, fhir_json, payer

@@ -7,7 +7,8 @@ import httpx
 import pytest
 
 from probe.checks.portal import PortalObservation, run_portal_checks
-from probe.http.fetch import Fetcher, Limits
+from probe.http.fetch import Fetcher
+from probe.http.limits import Limits
 from probe.models import CheckResult, ExtractStep, Status
 
 GOOD = (

@@ -10,7 +10,8 @@ import anyio
 import httpx
 import pytest
 
-from probe.http.fetch import Fetcher, Limits, retry_after_seconds
+from probe.http.fetch import Fetcher, retry_after_seconds
+from probe.http.limits import Limits
 from probe.models import Exchange, ExtractStep
 
 

@@ -22,8 +22,9 @@ from probe.http.connect import (
     SocketOption,
     guarded_transport,
 )
-from probe.http.fetch import Fetcher, Limits, new_client
+from probe.http.fetch import Fetcher, new_client
 from probe.http.guard import AddressGuard, AddressRefused, HostAddresses
+from probe.http.limits import Limits
 from probe.models import Exchange, ExtractStep
 from tests.servers import Route, serve
 

@@ -29,10 +29,11 @@ from probe.directory.secrets import SecretSource, TokenStore
 from probe.http.fetch import Fetcher, new_client
 from probe.http.guard import AddressGuard
 from probe.models import Report
-from probe.store import StoreError, open_store
+from probe.store.engine import open_store
+from probe.store.errors import StoreError
 from probe.store.reports import save_report
+from probe.sync.limits import SyncLimits
 from probe.sync.result import SyncResult
-from probe.sync.runner import SyncLimits
 from probe.sync.session import sync_patient
 
 _SYNC_DEFAULTS = SyncLimits()

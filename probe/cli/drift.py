@@ -20,10 +20,12 @@ from rich.table import Table
 from rich.text import Text
 
 from probe.cli.db import DbOption
-from probe.drift.classify import ChangeKind, DriftThresholds, counts_by_kind
+from probe.drift.classify import ChangeKind, counts_by_kind
 from probe.drift.events import DriftError, DriftEvent, detect_drift, list_drift_events
 from probe.drift.notify import NotifyResult, notify_webhook, validate_webhook_url
-from probe.store import StoreError, open_store
+from probe.drift.settings import DriftThresholds
+from probe.store.engine import open_store
+from probe.store.errors import StoreError
 
 KIND_STYLE = {"breaking": "bold red", "notable": "yellow", "cosmetic": "dim"}
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([dhw])\s*$", re.IGNORECASE)

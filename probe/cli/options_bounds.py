@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from probe.http.breaker import DEFAULT_THRESHOLD, CircuitBreaker
-from probe.http.fetch import Limits
+from probe.http.limits import Limits
 
 _DEFAULTS = Limits()
 

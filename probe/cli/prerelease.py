@@ -39,8 +39,9 @@ from rich.text import Text
 import probe.cli.options_credentials as opts
 from probe.cli.db import DbOption
 from probe.cli.options_credentials import credentials_from_options
-from probe.drift.classify import ChangeKind, DriftThresholds
-from probe.http.fetch import Limits
+from probe.drift.classify import ChangeKind
+from probe.drift.settings import DriftThresholds
+from probe.http.limits import Limits
 from probe.prerelease.baseline import Baseline, PrereleaseError, stored_baseline
 from probe.prerelease.gate import FailOn
 from probe.prerelease.observe import PatientSpec
@@ -54,8 +55,10 @@ from probe.prerelease.report import (
     verdict,
 )
 from probe.prerelease.run import PrereleaseOptions, PrereleaseResult, run_prerelease, save_candidate
-from probe.store import Store, StoreError, open_store
-from probe.sync.runner import SyncLimits
+from probe.store.engine import open_store
+from probe.store.errors import StoreError
+from probe.store.handle import Store
+from probe.sync.limits import SyncLimits
 
 EXIT_PASS = 0
 EXIT_GATE_FAILED = 1

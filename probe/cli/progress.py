@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from probe.crawl.crawler import TargetOutcome
-from probe.store import RunStatus
+from probe.store.tables import RunStatus
 
 
 def _describe(outcome: TargetOutcome) -> str:

@@ -13,21 +13,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from probe.cli import options_bounds as bounds
 from probe.cli.db import DbOption
 from probe.cli.progress import reporter_for, summary_table
-from probe.crawl.crawler import (
-    CrawlOptions,
-    CrawlSummary,
-    crawl,
-    parse_shard,
-    select_targets,
-    unknown_names,
-)
+from probe.crawl.crawler import CrawlSummary, crawl, parse_shard, select_targets, unknown_names
+from probe.crawl.options import CrawlOptions
 from probe.directory.schema import DirectoryError, load_directory
 from probe.directory.secrets import SecretSource
-from probe.drift.classify import DriftThresholds
-from probe.drift.nightly import DriftSettings
 from probe.drift.notify import validate_webhook_url
-from probe.store import RunLockHeld, RunStatus, StoreError, open_store
-from probe.sync.runner import SyncLimits
+from probe.drift.settings import DriftSettings, DriftThresholds
+from probe.store.engine import open_store
+from probe.store.errors import RunLockHeld, StoreError
+from probe.store.tables import RunStatus
+from probe.sync.limits import SyncLimits
 
 EXIT_LOCKED = 3
 EXIT_STORE = 4

@@ -56,8 +56,9 @@ from probe.score.report_html import (
     score_history,
 )
 from probe.score.rubric import NOT_ENOUGH_DATA, Rubric, RubricError, load_rubric
-from probe.store import Store, StoreError, open_store, safe_url
-from probe.store.engine import create_store_engine
+from probe.store.engine import create_store_engine, open_store, safe_url
+from probe.store.errors import StoreError
+from probe.store.handle import Store
 from probe.store.tables import PayerRow
 
 FORMATS = ("table", "json", "csv")

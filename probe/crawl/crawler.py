@@ -14,7 +14,6 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
@@ -23,17 +22,18 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from probe.checks.discovery import run_discovery
 from probe.checks.portal import PortalObservation, run_portal_checks
+from probe.crawl.options import CrawlOptions
 from probe.directory.schema import Directory, Target, targets
 from probe.directory.secrets import SecretSource, TokenStore
 from probe.drift.keys import observe_key_set
-from probe.drift.nightly import DriftSettings, NightlyDrift, after_run
-from probe.http.breaker import DEFAULT_THRESHOLD as DEFAULT_BREAKER_THRESHOLD
+from probe.drift.nightly import NightlyDrift, after_run
 from probe.http.breaker import CircuitBreaker, OpenCircuit
-from probe.http.fetch import Fetcher, Limits, new_client
+from probe.http.fetch import Fetcher, new_client
 from probe.http.guard import AddressGuard
+from probe.http.limits import Limits
 from probe.http.politeness import Politeness
 from probe.models import CheckResult, ExtractStep, Report, Status
-from probe.store import RunKind, RunStatus, Store, TargetStatus
+from probe.store.handle import Store
 from probe.store.resume import clear_target_observations
 from probe.store.runs import (
     latest_resumable_run,
@@ -42,59 +42,14 @@ from probe.store.runs import (
     run_has_targets,
     unfinished_targets,
 )
+from probe.store.tables import RunKind, RunStatus, TargetStatus
 from probe.store.writer import StoreWriter
 from probe.sync.result import SyncResult
-from probe.sync.runner import SyncLimits
 from probe.sync.session import sync_patient
 
 log = logging.getLogger(__name__)
 
 PORTAL_ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"
-
-
-@dataclass(frozen=True, slots=True)
-class CrawlOptions:
-    """How hard and how widely to crawl."""
-
-    concurrency: int = 8
-    per_host: int = 2
-    rate: float = 5.0
-    total_requests: int = 32
-    limits: Limits = field(default_factory=Limits)
-    sync_limits: SyncLimits = field(default_factory=SyncLimits)
-    sync: bool = True
-    portal: bool = True
-    token_store: Path | None = None
-    verify: bool | str = True
-    drift: DriftSettings = field(default_factory=DriftSettings)
-    endpoint_deadline: float = 900.0
-    breaker_threshold: int = DEFAULT_BREAKER_THRESHOLD
-    store_down_limit: float = 300.0
-
-    def to_config(self) -> dict[str, Any]:
-        """The options as stored with the run (no secrets here)."""
-        return {
-            "concurrency": self.concurrency,
-            "per_host": self.per_host,
-            "rate": self.rate,
-            "total_requests": self.total_requests,
-            "sync": self.sync,
-            "portal": self.portal,
-            "timeouts": {
-                "connect": self.limits.connect_timeout,
-                "read": self.limits.read_timeout,
-                "total": self.limits.total_timeout,
-            },
-            "bounds": {
-                "endpoint_deadline": self.endpoint_deadline,
-                "max_body_bytes": self.limits.max_body_bytes,
-                "max_redirects": self.limits.max_redirects,
-                "max_pages": self.sync_limits.max_pages,
-                "max_references": self.sync_limits.max_references,
-                "breaker_threshold": self.breaker_threshold,
-                "store_down_limit": self.store_down_limit,
-            },
-        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,29 +9,3 @@
 * :mod:`probe.cli.drift`: ``probe drift``.
 * drift events become rows of the HTML score report in :mod:`probe.score.report_changes`.
 """
-
-from probe.drift.classify import (
-    Change,
-    ChangeKind,
-    DriftThresholds,
-    classify,
-    classify_capability,
-    classify_jwks,
-    classify_smart,
-)
-from probe.drift.snapshot import EndpointSnapshot, Fetched, JwksKey, KeySet, SyncFacts
-
-__all__ = [
-    "Change",
-    "ChangeKind",
-    "DriftThresholds",
-    "EndpointSnapshot",
-    "Fetched",
-    "JwksKey",
-    "KeySet",
-    "SyncFacts",
-    "classify",
-    "classify_capability",
-    "classify_jwks",
-    "classify_smart",
-]

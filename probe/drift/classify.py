@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from probe.checks.access import ANONYMOUS_PATH, REFUSALS
 from probe.checks.metadata import oauth_uris
+from probe.drift.settings import DriftThresholds
 from probe.drift.snapshot import EndpointSnapshot, Fetched, KeySet, SyncFacts, median_duration
 from probe.http.urls import normalize_base, origin_of
 
@@ -80,18 +81,6 @@ class Change:
             "after": self.after,
             "reason": self.reason,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class DriftThresholds:
-    """When a slower sync is drift: its median grew by more than both (default +50% and +2 s)."""
-
-    slower_percent: float = 50.0
-    slower_seconds: float = 2.0
-
-    def __post_init__(self) -> None:
-        if self.slower_percent < 0 or self.slower_seconds < 0:
-            raise ValueError("sync slowdown thresholds must not be negative")
 
 
 # -- URLs ----------------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from probe.drift.classify import Change, ChangeKind, DriftThresholds, classify, counts_by_kind
+from probe.drift.classify import Change, ChangeKind, classify, counts_by_kind
+from probe.drift.settings import DriftThresholds
 from probe.drift.snapshot import (
     ANONYMOUS_CHECK,
     JWKS_CHECK,

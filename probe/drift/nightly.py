@@ -7,34 +7,16 @@ webhook failure is logged and reported (see :mod:`probe.drift.notify`).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio
-import httpx
 
-from probe.drift.classify import DriftThresholds
 from probe.drift.events import DriftDetection, detect_drift
-from probe.drift.notify import DEFAULT_TIMEOUT_S, NotifyResult, notify_webhook
+from probe.drift.notify import NotifyResult, notify_webhook
+from probe.drift.settings import DriftSettings
 from probe.store.handle import Store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class DriftSettings:
-    """Nightly drift options: detection on or off, key observation, thresholds, a webhook.
-
-    `observe_keys` fetches each endpoint's jwks_uri during the crawl (the `smart.jwks` check),
-    so rotated keys show up as drift; ``probe run`` turns it on. It is off by default for
-    library callers, whose crawls then make exactly the two discovery requests per endpoint.
-    """
-
-    enabled: bool = True
-    observe_keys: bool = False
-    thresholds: DriftThresholds = field(default_factory=DriftThresholds)
-    webhook_url: str | None = None
-    webhook_timeout: float = DEFAULT_TIMEOUT_S
-    webhook_transport: httpx.AsyncBaseTransport | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,10 +20,10 @@ import httpx
 
 from probe import __version__
 from probe.drift.events import DriftEvent
+from probe.drift.settings import DEFAULT_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT_S = 10.0
 MAX_EVENTS_PER_POST = 1000
 
 

@@ -37,6 +37,7 @@ from probe import __version__
 from probe.http.breaker import CircuitBreaker, OpenCircuit
 from probe.http.connect import ConnectRefused, guarded_transport
 from probe.http.guard import AddressGuard
+from probe.http.limits import Limits
 from probe.http.redact import redact_url
 from probe.http.urls import origin_of
 from probe.models import Exchange, ExtractStep
@@ -50,23 +51,6 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: Of a body cut at the cap, only this much is kept (it cannot be parsed; it is evidence).
 KEPT_OF_TRUNCATED = 64 * 1024
 _SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Bounds applied to every request; all have safe defaults for a nightly crawl."""
-
-    connect_timeout: float = 10.0
-    read_timeout: float = 20.0
-    total_timeout: float = 30.0
-    max_body_bytes: int = 20 * 1024 * 1024
-    max_redirects: int = 5
-    max_retries: int = 2
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    max_retry_after: float = 60.0
-    max_json_depth: int = 200
-    cross_origin_redirects: bool = False
 
 
 class HostGate(Protocol):

@@ -9,8 +9,8 @@ from sqlalchemy import select
 from probe.drift.events import DriftError, load_snapshots
 from probe.drift.snapshot import EndpointSnapshot
 from probe.prerelease.observe import Observation
-from probe.store import Store
 from probe.store.catalog import normalize_base_url
+from probe.store.handle import Store
 from probe.store.tables import (
     DocumentSightingRow,
     EndpointRow,

@@ -12,8 +12,8 @@ from probe.drift.snapshot import EndpointSnapshot, snapshot_from_results
 from probe.http.fetch import Fetcher
 from probe.models import Report
 from probe.sync.auth import Credentials
+from probe.sync.limits import SyncLimits
 from probe.sync.result import SyncResult
-from probe.sync.runner import SyncLimits
 from probe.sync.session import sync_patient
 
 # -- observing ---------------------------------------------------------------------------------

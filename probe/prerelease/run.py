@@ -12,16 +12,18 @@ import httpx
 
 from probe.directory.schema import Environment
 from probe.directory.secrets import SecretSource, TokenStore
-from probe.drift.classify import Change, DriftThresholds, classify, counts_by_kind
-from probe.http.fetch import Fetcher, Limits, new_client
+from probe.drift.classify import Change, classify, counts_by_kind
+from probe.drift.settings import DriftThresholds
+from probe.http.fetch import Fetcher, new_client
 from probe.http.guard import AddressGuard
+from probe.http.limits import Limits
 from probe.http.urls import normalize_base
 from probe.prerelease.baseline import Baseline
 from probe.prerelease.gate import FailOn, GateResult, evaluate_gate
 from probe.prerelease.observe import Observation, PatientSpec, observe
 from probe.prerelease.scoring import PrereleaseScore, prerelease_score
 from probe.score.rubric import Rubric
-from probe.store import Store
+from probe.store.handle import Store
 from probe.store.runs import register_targets
 from probe.store.tables import (
     RunKind,
@@ -29,7 +31,7 @@ from probe.store.tables import (
     TargetStatus,
 )
 from probe.sync.auth import Credentials
-from probe.sync.runner import SyncLimits
+from probe.sync.limits import SyncLimits
 
 # -- the whole prerelease ------------------------------------------------------------------------
 

@@ -4,8 +4,8 @@ Everything probe *observes* (and everything *imported*, such as the authorizatio
 sequence of :class:`Sample` values, each stamped with the moment it was observed and the evidence
 that backs it (run, request, sync-job or check ids), so the engine can keep only what falls in
 the scoring :class:`Window`. What is *configured* in ``endpoints.yaml`` (organization status,
-lines of business, :class:`probe.directory.schema.EndpointFacts`, the portal URL) carries no time and
-always counts.
+lines of business, `EndpointFacts` of :mod:`probe.directory.schema`, the portal URL)
+carries no time and always counts.
 
 These types are plain frozen dataclasses with no I/O: tests build them by hand, and
 ``probe.score.collect`` builds them from the observation store.

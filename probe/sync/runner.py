@@ -23,6 +23,7 @@ from probe.http.guard import url_host
 from probe.http.urls import join, origin_of
 from probe.models import Exchange, ExtractStep
 from probe.sync.auth import AuthError, Authorizer
+from probe.sync.limits import SyncLimits
 from probe.sync.references import ReferenceSet
 from probe.sync.result import SyncResult
 
@@ -47,20 +48,6 @@ MAX_REFERENCE_HOSTS_CHECKED = 10
 # Transport failures that say the host cannot be reached at all (nothing about `$everything`).
 # No request reached the server (an open circuit never sends one): says nothing of `$everything`.
 UNREACHABLE_ERRORS = frozenset({"dns", "connection_refused", "tls", "circuit_open"})
-
-
-@dataclass(frozen=True, slots=True)
-class SyncLimits:
-    """Bounds on one sync; hitting one is a finding, never a hang."""
-
-    page_size: int = 200
-    max_pages: int = 500
-    max_bytes: int = 500 * 1024 * 1024
-    max_references: int = 2_000
-    reference_concurrency: int = 4
-    deadline_s: float = 900.0
-    empty_pages_tolerated: int = 2
-    validate: bool = True
 
 
 @dataclass(slots=True)

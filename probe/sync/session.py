@@ -11,8 +11,9 @@ from probe.http.fetch import Fetcher
 from probe.http.redact import redact_text
 from probe.models import Exchange
 from probe.sync.auth import Authorizer, Credentials
+from probe.sync.limits import SyncLimits
 from probe.sync.result import SyncResult
-from probe.sync.runner import PatientSync, SyncLimits
+from probe.sync.runner import PatientSync
 
 
 async def sync_patient(

@@ -18,15 +18,23 @@ import yaml
 from sqlalchemy import select
 
 from probe.cli.progress import LogReporter
-from probe.crawl.crawler import CrawlOptions, CrawlSummary, crawl, select_targets
+from probe.crawl.crawler import CrawlSummary, crawl, select_targets
+from probe.crawl.options import CrawlOptions
 from probe.directory.secrets import SecretSource
-from probe.fleet import running_fleet
 from probe.fleet.archetypes import HOSTILE, ArchetypeName
 from probe.fleet.config import parse_fleet_config
-from probe.http.fetch import Limits
-from probe.store import RunStatus, Store
-from probe.store.tables import CheckResultRow, EndpointRow, HttpRequestRow, RunTargetRow, SyncJobRow
-from probe.sync.runner import SyncLimits
+from probe.fleet.serve import running_fleet
+from probe.http.limits import Limits
+from probe.store.handle import Store
+from probe.store.tables import (
+    CheckResultRow,
+    EndpointRow,
+    HttpRequestRow,
+    RunStatus,
+    RunTargetRow,
+    SyncJobRow,
+)
+from probe.sync.limits import SyncLimits
 
 pytestmark = pytest.mark.slow
 

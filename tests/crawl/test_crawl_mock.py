@@ -10,12 +10,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from probe.crawl.crawler import CrawlOptions, CrawlSummary, TargetOutcome, crawl, select_targets
+from probe.crawl.crawler import CrawlSummary, TargetOutcome, crawl, select_targets
+from probe.crawl.options import CrawlOptions
 from probe.directory.schema import Directory, parse_directory
 from probe.directory.secrets import SecretSource
-from probe.http.fetch import Limits
-from probe.store import RunStatus, Store
-from probe.store.tables import CheckResultRow, HttpRequestRow, ProbeRunRow, RunTargetRow
+from probe.http.limits import Limits
+from probe.store.handle import Store
+from probe.store.tables import CheckResultRow, HttpRequestRow, ProbeRunRow, RunStatus, RunTargetRow
 from tests.discovery_docs import capability_statement, smart_configuration
 
 N_GOOD = 6

@@ -9,14 +9,17 @@ from typing import Any
 import anyio
 import yaml
 
-from probe.crawl.crawler import CrawlOptions, CrawlSummary, TargetOutcome, crawl, select_targets
+from probe.crawl.crawler import CrawlSummary, TargetOutcome, crawl, select_targets
+from probe.crawl.options import CrawlOptions
 from probe.directory.secrets import SecretSource
-from probe.drift.nightly import DriftSettings
-from probe.fleet import Fleet, parse_fleet_config
+from probe.drift.settings import DriftSettings
+from probe.fleet.app import Fleet
 from probe.fleet.changes import PayerChange, change_fleet
-from probe.http.fetch import Limits
-from probe.store import RunStatus, Store
-from probe.sync.runner import SyncLimits
+from probe.fleet.config import parse_fleet_config
+from probe.http.limits import Limits
+from probe.store.handle import Store
+from probe.store.tables import RunStatus
+from probe.sync.limits import SyncLimits
 
 
 class Quiet:

@@ -10,7 +10,6 @@ import pytest
 from probe.drift.classify import (
     Change,
     ChangeKind,
-    DriftThresholds,
     classify,
     classify_capability,
     classify_jwks,
@@ -18,6 +17,7 @@ from probe.drift.classify import (
     counts_by_kind,
     relative_url,
 )
+from probe.drift.settings import DriftThresholds
 from probe.drift.snapshot import EndpointSnapshot, Fetched, JwksKey, KeySet, SyncFacts
 from probe.fleet.archetypes import resolve
 from probe.fleet.documents import PayerUrls, capability_statement, smart_configuration

@@ -12,13 +12,14 @@ from typer.testing import CliRunner
 
 from probe.checks import metadata, smart
 from probe.cli.app import app
-from probe.drift.classify import ChangeKind, DriftThresholds
+from probe.drift.classify import ChangeKind
 from probe.drift.events import DriftError, detect_drift, drift_by_payer, list_drift_events
 from probe.drift.keys import JWKS
+from probe.drift.settings import DriftThresholds
 from probe.models import CheckResult, CheckSpec, Status
-from probe.store import RunKind, RunStatus, Store, TargetStatus
+from probe.store.handle import Store
 from probe.store.runs import register_targets
-from probe.store.tables import DriftEventRow
+from probe.store.tables import DriftEventRow, RunKind, RunStatus, TargetStatus
 from tests.drift.test_classify import cs
 from tests.drift.test_classify import smart as smart_doc
 

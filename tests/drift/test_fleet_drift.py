@@ -15,9 +15,10 @@ import pytest
 
 from probe.drift.classify import ChangeKind
 from probe.drift.events import detect_drift, list_drift_events
-from probe.drift.nightly import DriftSettings
+from probe.drift.settings import DriftSettings
 from probe.fleet.changes import PayerChange
-from probe.store import RunStatus, Store
+from probe.store.handle import Store
+from probe.store.tables import RunStatus
 from tests.drift.conftest import Webhook
 from tests.drift.fleet_runs import crawl_fleet
 

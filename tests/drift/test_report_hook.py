@@ -10,7 +10,7 @@ from probe.cli.app import app
 from probe.drift.classify import ChangeKind
 from probe.fleet.changes import PayerChange
 from probe.score.report_changes import report_changes
-from probe.store import Store
+from probe.store.handle import Store
 from tests.drift.fleet_runs import crawl_fleet
 
 PAYERS = [{"slug": "steady"}, {"slug": "dropper"}]

@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from probe.fleet import Fleet, parse_fleet_config
+from probe.fleet.app import Fleet
+from probe.fleet.config import parse_fleet_config
 
 
 class FakeClock:

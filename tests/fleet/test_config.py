@@ -6,8 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from probe.fleet import FleetConfigError, default_config, load_fleet_config, parse_fleet_config
 from probe.fleet.archetypes import HOSTILE, ArchetypeName
+from probe.fleet.config import (
+    FleetConfigError,
+    default_config,
+    load_fleet_config,
+    parse_fleet_config,
+)
 
 
 def _problems(data: object) -> str:

@@ -13,7 +13,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 
 from probe.directory.schema import dump_directory, parse_directory
-from probe.fleet import Fleet
+from probe.fleet.app import Fleet
 from probe.fleet.patients import base_patients
 
 from .conftest import bearer, make_fleet, next_link

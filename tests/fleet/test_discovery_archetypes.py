@@ -9,7 +9,7 @@ import httpx
 import pytest
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
-from probe.fleet import Fleet
+from probe.fleet.app import Fleet
 from probe.fleet.documents import C4BB_CS, OAUTH_URIS
 
 from .conftest import bearer, make_fleet

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from probe.fleet import Fleet
+from probe.fleet.app import Fleet
 
 from .conftest import bearer, make_fleet, next_link
 

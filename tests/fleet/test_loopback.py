@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from probe.directory.schema import load_directory
-from probe.fleet import parse_fleet_config, running_fleet
+from probe.fleet.config import parse_fleet_config
+from probe.fleet.serve import running_fleet
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

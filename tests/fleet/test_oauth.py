@@ -15,7 +15,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from probe.fleet import Fleet
+from probe.fleet.app import Fleet
 
 from .conftest import FakeClock, make_fleet
 

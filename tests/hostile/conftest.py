@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import yaml
 
-from probe.fleet import Fleet, parse_fleet_config
+from probe.fleet.app import Fleet
+from probe.fleet.config import parse_fleet_config
 from probe.fleet.process import fleet_subprocess
 from probe.fleet.sites import layout
 from tests.store.conftest import (  # noqa: F401  (store fixtures)

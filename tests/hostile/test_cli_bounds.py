@@ -19,7 +19,8 @@ from typing import Any
 import anyio
 import pytest
 
-from probe.fleet import parse_fleet_config, running_fleet
+from probe.fleet.config import parse_fleet_config
+from probe.fleet.serve import running_fleet
 from tests.hostile.conftest import assert_credentials_stayed_home
 
 pytestmark = [pytest.mark.slow]

@@ -20,13 +20,14 @@ import pytest
 from sqlalchemy import select
 
 from probe.cli.progress import LogReporter
-from probe.crawl.crawler import CrawlOptions, CrawlSummary, crawl, select_targets
+from probe.crawl.crawler import CrawlSummary, crawl, select_targets
+from probe.crawl.options import CrawlOptions
 from probe.directory.schema import load_directory
 from probe.directory.secrets import SecretSource
-from probe.http.fetch import Limits
-from probe.store import RunStatus, open_store
-from probe.store.tables import CheckResultRow, EndpointRow, RunTargetRow, SyncJobRow
-from probe.sync.runner import SyncLimits
+from probe.http.limits import Limits
+from probe.store.engine import open_store
+from probe.store.tables import CheckResultRow, EndpointRow, RunStatus, RunTargetRow, SyncJobRow
+from probe.sync.limits import SyncLimits
 from tests.hostile.conftest import fleet_process
 
 pytestmark = [pytest.mark.slow]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from probe.fleet import FleetConfigError, parse_fleet_config
 from probe.fleet.app import Fleet
+from probe.fleet.config import FleetConfigError, parse_fleet_config
 from probe.fleet.hostile import HOSTILE_PARAMS, request_scope
 
 

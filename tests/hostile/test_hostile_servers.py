@@ -25,12 +25,14 @@ from probe.checks.discovery import run_discovery
 from probe.cli import options_bounds as bounds
 from probe.directory.schema import Endpoint
 from probe.directory.secrets import SecretSource
-from probe.fleet import Fleet, parse_fleet_config, running_fleet
+from probe.fleet.app import Fleet
+from probe.fleet.config import parse_fleet_config
+from probe.fleet.serve import running_fleet
 from probe.http.breaker import CircuitBreaker
 from probe.http.fetch import Fetcher
 from probe.models import Report
+from probe.sync.limits import SyncLimits
 from probe.sync.result import SyncResult
-from probe.sync.runner import SyncLimits
 from probe.sync.session import sync_patient
 from tests.hostile.conftest import assert_credentials_stayed_home, peak_memory
 

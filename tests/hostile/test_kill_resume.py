@@ -14,9 +14,9 @@ from types import ModuleType
 import pytest
 from sqlalchemy import func, select
 
-from probe.store import RunKind, RunStatus, Store
+from probe.store.handle import Store
 from probe.store.runs import finish_run
-from probe.store.tables import ProbeRunRow, RunTargetRow
+from probe.store.tables import ProbeRunRow, RunKind, RunStatus, RunTargetRow
 from tests.crawl.test_crawl_mock import N_GOOD, Fleet, count, run
 from tests.hostile.conftest import kill_resume_bench
 

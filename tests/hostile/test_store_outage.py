@@ -32,12 +32,14 @@ import anyio
 import pytest
 
 from probe.cli.progress import LogReporter
-from probe.crawl.crawler import CrawlOptions, CrawlSummary, crawl, select_targets
+from probe.crawl.crawler import CrawlSummary, crawl, select_targets
+from probe.crawl.options import CrawlOptions
 from probe.directory.schema import load_directory
 from probe.directory.secrets import SecretSource
-from probe.drift.nightly import DriftSettings
-from probe.http.fetch import Limits
-from probe.store import RunStatus, open_store
+from probe.drift.settings import DriftSettings
+from probe.http.limits import Limits
+from probe.store.engine import open_store
+from probe.store.tables import RunStatus
 from tests.hostile.conftest import FleetProcess, fleet_process, kill_resume_bench
 
 pytestmark = [pytest.mark.slow]

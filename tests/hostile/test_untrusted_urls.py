@@ -15,10 +15,12 @@ import pytest
 
 from probe.directory.schema import RefreshTokenCredentials, SecretRef
 from probe.directory.secrets import SecretSource
-from probe.http.fetch import Fetcher, Limits
+from probe.http.fetch import Fetcher
+from probe.http.limits import Limits
 from probe.sync.auth import Authorizer
+from probe.sync.limits import SyncLimits
 from probe.sync.result import SyncResult
-from probe.sync.runner import PatientSync, SyncLimits
+from probe.sync.runner import PatientSync
 from probe.sync.session import sync_patient
 from tests.sync.fhir_mock import BASE, TOKEN_URL, MockPayer, patient_record
 

@@ -6,7 +6,7 @@ import threading
 
 from sqlalchemy import func, select
 
-from probe.store import Store
+from probe.store.handle import Store
 from probe.store.tables import CheckResultRow
 from tests.store.conftest import Outage, result
 

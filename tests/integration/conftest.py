@@ -33,7 +33,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from probe.fleet import Fleet, parse_fleet_config
+from probe.fleet.app import Fleet
+from probe.fleet.config import parse_fleet_config
 
 REPO = Path(__file__).resolve().parents[2]
 SEKMET_VERSION = "0.1.1"

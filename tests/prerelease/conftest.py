@@ -8,12 +8,13 @@ import anyio
 
 from probe.directory.schema import BearerCredentials, RefreshTokenCredentials, SecretRef
 from probe.directory.secrets import SecretSource
-from probe.fleet import Fleet, parse_fleet_config
+from probe.fleet.app import Fleet
+from probe.fleet.config import parse_fleet_config
 from probe.prerelease.baseline import Baseline
 from probe.prerelease.gate import FailOn
 from probe.prerelease.observe import PatientSpec
 from probe.prerelease.run import PrereleaseOptions, PrereleaseResult, run_prerelease
-from probe.sync.runner import SyncLimits
+from probe.sync.limits import SyncLimits
 from tests.store.conftest import pg_admin, store, store_url  # noqa: F401
 
 PAYERS: list[dict[str, Any]] = [

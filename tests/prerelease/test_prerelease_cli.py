@@ -21,8 +21,9 @@ from typer.testing import CliRunner
 
 from probe.cli.app import app
 from probe.directory.schema import dump_directory
-from probe.fleet import Fleet, running_fleet
+from probe.fleet.app import Fleet
 from probe.fleet.config import parse_fleet_config
+from probe.fleet.serve import running_fleet
 from tests.prerelease.conftest import PAYERS
 
 pytestmark = pytest.mark.slow

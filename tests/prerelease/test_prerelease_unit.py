@@ -7,14 +7,14 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from probe.drift.classify import ChangeKind
-from probe.fleet import Fleet
+from probe.fleet.app import Fleet
 from probe.prerelease.baseline import PrereleaseError, stored_baseline
 from probe.prerelease.gate import FailOn
 from probe.prerelease.report import render_html, render_junit, render_markdown
 from probe.prerelease.run import save_candidate
 from probe.prerelease.scoring import prerelease_metric_ids
 from probe.score.rubric import default_rubric
-from probe.store import Store
+from probe.store.handle import Store
 from tests.prerelease.conftest import make_fleet, prerelease
 
 

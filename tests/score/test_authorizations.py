@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import func, select
 
 from probe.directory.schema import Directory
-from probe.score import AuthCounts, load_rubric, score
 from probe.score.authorizations import (
     AuthorizationImportError,
     import_authorizations,
@@ -17,8 +16,10 @@ from probe.score.authorizations import (
     read_authorization_csv,
 )
 from probe.score.collect import collect_inputs
-from probe.score.inputs import Window
-from probe.store import Store
+from probe.score.engine import score
+from probe.score.inputs import AuthCounts, Window
+from probe.score.rubric import load_rubric
+from probe.store.handle import Store
 from probe.store.tables import AuthorizationAttemptRow
 from tests.store import conftest as store_fixtures
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from probe.directory.schema import EndpointFacts
-from probe.score import AuthCounts, RefreshInput
+from probe.score.inputs import AuthCounts, RefreshInput
 from tests.score.builders import metric, payer, rate_for, sample
 
 

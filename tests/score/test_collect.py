@@ -10,9 +10,12 @@ import pytest
 
 from probe.directory.schema import Directory, LineOfBusiness, OrganizationStatus
 from probe.models import CheckResult, CheckSpec, Exchange, ExtractStep, Severity, Status
-from probe.score import AuthCounts, Sample, score
 from probe.score.collect import collect_inputs, resource_type_of
-from probe.store import RunKind, Store, open_store
+from probe.score.engine import score
+from probe.score.inputs import AuthCounts, Sample
+from probe.store.engine import open_store
+from probe.store.handle import Store
+from probe.store.tables import RunKind
 from tests.score.builders import AS_OF, INSIDE, OUTSIDE, WINDOW
 
 BASE = "https://fhir.acme.example/r4"

@@ -20,8 +20,8 @@ from probe.cli.app import app
 from probe.cli.score import CSV_COLUMNS, parse_as_of
 from probe.directory.schema import Directory
 from probe.models import CheckResult, CheckSpec, Exchange, ExtractStep, Severity, Status
-from probe.store import RunKind, Store
-from probe.store.tables import ProbeRunRow
+from probe.store.handle import Store
+from probe.store.tables import ProbeRunRow, RunKind
 from tests.store import conftest as store_fixtures
 
 pg_admin = store_fixtures.pg_admin

@@ -22,13 +22,15 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from probe.cli.app import app
-from probe.crawl.crawler import CrawlOptions, CrawlSummary, TargetOutcome, crawl, select_targets
+from probe.crawl.crawler import CrawlSummary, TargetOutcome, crawl, select_targets
+from probe.crawl.options import CrawlOptions
 from probe.directory.schema import Directory, EndpointFacts, LineOfBusiness, LinesOfBusiness
 from probe.directory.secrets import SecretSource
-from probe.fleet import parse_fleet_config, running_fleet
 from probe.fleet.catalog import write_secrets
-from probe.store import RunStatus, Store
-from probe.store.tables import EndpointRow, PayerRow, SyncJobRow
+from probe.fleet.config import parse_fleet_config
+from probe.fleet.serve import running_fleet
+from probe.store.handle import Store
+from probe.store.tables import EndpointRow, PayerRow, RunStatus, SyncJobRow
 from tests.score.test_report_html import render_in_chromium
 from tests.store import conftest as store_fixtures
 

@@ -5,14 +5,9 @@ from __future__ import annotations
 import pytest
 
 from probe.directory.schema import EndpointFacts, LineOfBusiness, OrganizationStatus
-from probe.score import (
-    NOT_ENOUGH_DATA,
-    AuthCounts,
-    RateInput,
-    RefreshInput,
-    default_rubric,
-    score_payer,
-)
+from probe.score.engine import score_payer
+from probe.score.inputs import AuthCounts, RateInput, RefreshInput
+from probe.score.rubric import NOT_ENOUGH_DATA, default_rubric
 from tests.score.builders import INSIDE, WINDOW, metric, payer, sample
 
 LOB = LineOfBusiness

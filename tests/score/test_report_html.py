@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from probe.score import AuthCounts, RateInput, default_rubric, score
+from probe.score.engine import score
+from probe.score.inputs import AuthCounts, RateInput
 from probe.score.report_html import (
     MAX_RUN_POINTS,
     ChangeEvent,
@@ -27,6 +28,7 @@ from probe.score.report_html import (
     render_report,
     score_history,
 )
+from probe.score.rubric import default_rubric
 from tests.score.builders import payer
 
 AS_OF = datetime(2025, 5, 20, 12, tzinfo=UTC)
@@ -50,7 +52,7 @@ def _at(days_ago: float) -> datetime:
 
 def _inputs() -> list[Any]:
     """Three payers with observations spread over four months."""
-    from probe.score import Sample
+    from probe.score.inputs import Sample
 
     good = payer(
         "Good <Health> & Co",  # markup in names must be escaped

@@ -10,17 +10,18 @@ from typing import Any
 import pytest
 import yaml
 
-from probe.score import (
+from probe.score.engine import score
+from probe.score.rubric import (
     DEFAULT_RUBRIC,
     KNOWN_METRICS,
+    Bands,
     RubricError,
+    band_coverage_problems,
     default_rubric,
     load_rubric,
     packaged_rubrics,
     parse_rubric,
-    score,
 )
-from probe.score.rubric import Bands, band_coverage_problems
 from tests.score.builders import AS_OF, payer
 
 PAYER_POINTS = {
@@ -334,7 +335,7 @@ def test_user_supplied_alternative_rubric(tmp_path: Path) -> None:
     assert rubric.label == "my-rubric@1"
     assert rubric.vendor_total_discrepancy is None
     assert rubric.vendor_total == 63
-    from probe.score import AuthCounts
+    from probe.score.inputs import AuthCounts
     from tests.score.builders import sample
 
     card = score(

@@ -8,18 +8,10 @@ from typing import Any
 import pytest
 
 from probe.directory.schema import OrganizationStatus
-from probe.score import (
-    NOT_ENOUGH_DATA,
-    RateInput,
-    default_rubric,
-    median,
-    parse_rubric,
-    rank_vendors,
-    score,
-    score_payer,
-    vendor_scores,
-)
-from probe.score.vendor import VendorScore
+from probe.score.engine import score, score_payer
+from probe.score.inputs import RateInput
+from probe.score.rubric import NOT_ENOUGH_DATA, default_rubric, parse_rubric
+from probe.score.vendor import VendorScore, median, rank_vendors, vendor_scores
 from tests.score.builders import AS_OF, WINDOW, payer, sample
 
 # Vendor-metric subtotals of these payers: eligibility Unknown (2) is always there.

@@ -8,17 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from probe.directory.schema import OrganizationStatus
-from probe.score import (
-    NOT_ENOUGH_DATA,
-    AuthCounts,
-    RateInput,
-    Window,
-    filter_by_lives,
-    rank_payers,
-    score,
-    score_payer,
-    subtract_months,
-)
+from probe.score.engine import filter_by_lives, rank_payers, score, score_payer
+from probe.score.inputs import AuthCounts, RateInput, Window, subtract_months
+from probe.score.rubric import NOT_ENOUGH_DATA
 from tests.score.builders import AS_OF, INSIDE, OUTSIDE, WINDOW, metric, payer, sample
 
 

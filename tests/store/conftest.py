@@ -18,7 +18,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 
 from probe.models import CheckResult, CheckSpec, Exchange, ExtractStep, Severity, Status
-from probe.store import Store, open_store
+from probe.store.engine import open_store
+from probe.store.handle import Store
 
 PG_URL = os.environ.get(
     "PROBE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -7,7 +7,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from probe.directory.schema import parse_directory
-from probe.store import Store, ensure_endpoint, find_endpoint
+from probe.store.catalog import ensure_endpoint, find_endpoint
+from probe.store.handle import Store
 from probe.store.tables import EndpointRow, PayerRow
 
 YAML = """

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from probe.cli.app import app
 from probe.cli.db import history
 from probe.models import Status
-from probe.store import Store, StoreWriter, open_store
-from probe.store.engine import create_store_engine, head_revision
+from probe.store.engine import create_store_engine, head_revision, open_store
+from probe.store.handle import Store
+from probe.store.writer import StoreWriter
 
 from .conftest import SPEC_A, SPEC_B, result
 

@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
-from probe.store import Store, StoreWriter, document_body, document_history
+from probe.store.handle import Store
+from probe.store.queries import document_body, document_history
 from probe.store.sanitize import canonical_json, content_hash
 from probe.store.tables import DocumentRow, DocumentSightingRow, SyncJobRow
+from probe.store.writer import StoreWriter
 
 CAPABILITY = {
     "resourceType": "CapabilityStatement",

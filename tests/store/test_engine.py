@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from probe.store import DEFAULT_URL, ENV_VAR, StoreError, open_store, resolve_url, safe_url
-from probe.store.engine import create_store_engine
+from probe.store.engine import (
+    DEFAULT_URL,
+    ENV_VAR,
+    create_store_engine,
+    open_store,
+    resolve_url,
+    safe_url,
+)
+from probe.store.errors import StoreError
 
 
 def test_default_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:

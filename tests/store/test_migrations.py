@@ -9,15 +9,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
-from probe.store import StoreError, open_store
 from probe.store.engine import (
     create_store_engine,
     downgrade,
     head_revision,
     migrations_dir,
+    open_store,
     revision_state,
     upgrade,
 )
+from probe.store.errors import StoreError
 from probe.store.tables import metadata
 
 from .conftest import pg_schema_url

@@ -6,7 +6,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from probe.models import ExtractStep, Status
-from probe.store import Store, StoreWriter, check_history, request_stats_by_step, run_history
+from probe.store.handle import Store
+from probe.store.queries import check_history, request_stats_by_step, run_history
+from probe.store.writer import StoreWriter
 
 from .conftest import SPEC_A, SPEC_B, exchange, result
 

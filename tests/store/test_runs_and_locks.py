@@ -12,20 +12,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from probe.store import (
-    RunLockHeld,
-    Store,
-    StoreError,
-    StoreWriter,
-    acquire_run_lock,
+from probe.store.engine import create_store_engine
+from probe.store.errors import RunLockHeld, StoreError
+from probe.store.handle import Store
+from probe.store.locks import acquire_run_lock
+from probe.store.runs import (
     latest_resumable_run,
     register_targets,
     resume_run,
+    this_host,
     unfinished_targets,
 )
-from probe.store.engine import create_store_engine
-from probe.store.runs import this_host
 from probe.store.tables import ProbeRunRow, RunLockRow
+from probe.store.writer import StoreWriter
 
 
 def _run_row(store: Store, run_id: int) -> ProbeRunRow:

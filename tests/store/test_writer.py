@@ -11,8 +11,10 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 
 from probe.models import ExtractStep, Status
-from probe.store import Store, StoreWriter, open_store
+from probe.store.engine import open_store
+from probe.store.handle import Store
 from probe.store.tables import CheckResultRow, HttpRequestRow, RunTargetRow, TargetStatus
+from probe.store.writer import StoreWriter
 
 from .conftest import SPEC_A, SPEC_B, Outage, exchange, pg_schema_url, result
 

@@ -19,11 +19,13 @@ import yaml
 from probe.checks.discovery import run_discovery
 from probe.directory.schema import Endpoint
 from probe.directory.secrets import SecretSource, TokenStore
-from probe.fleet import Fleet, parse_fleet_config
-from probe.http.fetch import Fetcher, Limits
+from probe.fleet.app import Fleet
+from probe.fleet.config import parse_fleet_config
+from probe.http.fetch import Fetcher
+from probe.http.limits import Limits
 from probe.http.urls import origin_of
+from probe.sync.limits import SyncLimits
 from probe.sync.result import SyncResult
-from probe.sync.runner import SyncLimits
 from probe.sync.session import sync_patient
 
 ARCHETYPES = [

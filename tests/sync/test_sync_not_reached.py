@@ -14,10 +14,12 @@ import httpx
 
 from probe.directory.schema import BearerCredentials, SecretRef
 from probe.directory.secrets import SecretSource
-from probe.http.fetch import Fetcher, Limits
+from probe.http.fetch import Fetcher
+from probe.http.limits import Limits
 from probe.sync.auth import Authorizer
+from probe.sync.limits import SyncLimits
 from probe.sync.result import SyncResult
-from probe.sync.runner import PatientSync, SyncLimits
+from probe.sync.runner import PatientSync
 from tests.sync.fhir_mock import BASE, MockPayer
 
 TOKEN = "wrong-token-value-123"
