@@ -23,7 +23,7 @@ lint: install
 	$(VENV)/bin/mypy
 
 demo: install
-	$(PY) -m probe.cli.demo
+	$(VENV)/bin/probe demo
 
 bench: install
 	$(PY) bench/store_ingest.py

@@ -1,4 +1,4 @@
-"""`make demo` end to end: `python -m probe.cli.demo` serves the fleet, crawls, scores, reports.
+"""`make demo` end to end: `probe demo` serves the fleet, crawls, scores and reports.
 
 Each test runs the demo as a user would (its own process, a fresh working directory) and reads
 what it left behind: the exit code, the scorecard on stdout, the HTML report and `./probe.db`.
@@ -31,7 +31,7 @@ def free_port() -> int:
 
 def demo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "probe.cli.demo", *args],
+        [sys.executable, "-m", "probe.cli", "demo", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -90,7 +90,7 @@ def test_ctrl_c_stops_the_demo_and_its_fleet(after: str, tmp_path: Path) -> None
     """Ctrl-C at each stage, sent just as the demo starts the stage's process (a fork race)."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "probe.cli.demo", "--port", str(port)],
+        [sys.executable, "-m", "probe.cli", "demo", "--port", str(port)],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -10,7 +10,6 @@ and (on Linux) by the kernel if the demo itself is killed.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import os
@@ -24,9 +23,10 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+import typer
 
 from probe.directory.schema import load_directory
 
@@ -199,17 +199,19 @@ class PortTaken(Exception):
     """The demo's fixed port is taken on one of the fleet's addresses."""
 
 
-def main(argv: list[str] | None = None) -> int:
+def demo_command(
+    port: Annotated[
+        int,
+        typer.Option(help="the fleet's port (any free one when taken; 0: any)", min=0, max=65535),
+    ] = DEMO_PORT,
+    keep: Annotated[bool, typer.Option("--keep", help="keep the work directory")] = False,
+) -> None:
+    """Serve a fleet of simulated payers on loopback, crawl it, print the scores, write the report."""
+    raise typer.Exit(run_demo(port, keep=keep))
+
+
+def run_demo(port: int = DEMO_PORT, *, keep: bool = False) -> int:
     """Run the demo; 0 when the probe ran to completion (findings included), else non-zero."""
-    parser = argparse.ArgumentParser(prog="python -m probe.cli.demo", description=__doc__)
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=DEMO_PORT,
-        help=f"the fleet's port (default {DEMO_PORT}, any free one when taken; 0: any)",
-    )
-    options = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="probe-demo-"))
     directory_file = workdir / "endpoints.yaml"
     fleet: subprocess.Popen[bytes] | None = None
@@ -223,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             ) as config,
         ):
             try:
-                fleet, origin = _start_fleet(workdir, config, options.port)
+                fleet, origin = _start_fleet(workdir, config, port)
             except PortTaken as taken:
                 print(f"demo: port {taken} is taken; using a free one", file=sys.stderr)
                 fleet, origin = _start_fleet(workdir, config, 0)
@@ -241,13 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         status = 1
     finally:
         _stop(fleet, "fleet")
-        if options.keep:
+        if keep:
             print(f"demo: work directory kept: {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"demo: done in {time.monotonic() - started:.0f}s (exit {status})", file=sys.stderr)
     return status
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from probe.cli.fail import fail
 from probe.directory.importers import (
     ImportFormatError,
     ImportIssue,
@@ -38,12 +39,6 @@ directory_app = typer.Typer(
 
 def _stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=False)
-
-
-def _fail(message: str) -> typer.Exit:
-    """Print `message` (plain text, never markup) to stderr; the Exit to raise (code 2)."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 def issues_table(issues: Sequence[ImportIssue], title: str) -> Table:
@@ -81,7 +76,7 @@ def _write(text: str, out: Path | None) -> None:
     try:
         out.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise _fail(f"cannot write {out}: {exc.strerror or exc}") from None
+        fail(f"cannot write {out}: {exc.strerror or exc}")
 
 
 @directory_app.command()
@@ -121,9 +116,9 @@ def seed(
         result = seed_from_csv(csv_file)
         text = render_seed(result, str(csv_file))
     except ImportFormatError as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     except ValueError as exc:  # an entry the schema refuses: a bug here, but never a traceback
-        raise _fail(f"{csv_file}: cannot build a valid directory: {exc}") from None
+        fail(f"{csv_file}: cannot build a valid directory: {exc}")
     if result.issues:
         _stderr().print(issues_table(result.issues, f"Values of {csv_file} not used"))
     _write(text, out)
@@ -152,9 +147,9 @@ def import_cms_command(
         result = import_cms(csv_file)
         text = render_cms(result, str(csv_file))
     except ImportFormatError as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     except ValueError as exc:  # an entry the schema refuses: a bug here, but never a traceback
-        raise _fail(f"{csv_file}: cannot build a valid directory: {exc}") from None
+        fail(f"{csv_file}: cannot build a valid directory: {exc}")
     if result.issues:
         _stderr().print(issues_table(result.issues, f"Values of {csv_file} not used"))
     _write(text, out)

@@ -11,7 +11,7 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import anyio
 import typer
@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from probe.cli.db import DbOption
+from probe.cli.fail import fail
+from probe.cli.options import DbOption
 from probe.drift.classify import ChangeKind, counts_by_kind
 from probe.drift.events import DriftError, DriftEvent, detect_drift, list_drift_events
 from probe.drift.notify import NotifyResult, notify_webhook, validate_webhook_url
@@ -36,11 +37,6 @@ drift_app = typer.Typer(
     invoke_without_command=True,
 )
 _err = Console(stderr=True, highlight=False)
-
-
-def _fail(message: str) -> NoReturn:
-    _err.print(Text.assemble(("error: ", "bold red"), message))
-    raise typer.Exit(2)
 
 
 def parse_since(value: str, now: datetime | None = None) -> datetime:
@@ -130,12 +126,12 @@ def drift_command(
     if ctx.invoked_subcommand is not None:
         return
     if output_format.lower() not in ("table", "json"):
-        _fail(f"--format must be table or json, not {output_format!r}")
+        fail(f"--format must be table or json, not {output_format!r}")
     try:
         since_at = parse_since(since) if since else None
         min_kind = parse_kind(kind)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     try:
         with open_store(db) as store, store.session() as session:
             events = list_drift_events(
@@ -147,7 +143,7 @@ def drift_command(
                 limit=limit,
             )
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if output_format.lower() == "json":
         sys.stdout.write(json.dumps([e.to_json() for e in events], indent=2) + "\n")
         return
@@ -179,12 +175,12 @@ def detect_command(
     try:
         webhook = validate_webhook_url(notify_webhook_url) if notify_webhook_url else None
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     try:
         with open_store(db) as store:
             detection = detect_drift(store, run_id, DriftThresholds(slower_percent, slower_seconds))
     except (StoreError, DriftError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console = Console() if Console().is_terminal else Console(width=200)
     console.print(detection.summary(), markup=False)
     if detection.events:

@@ -27,8 +27,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
-from urllib.parse import urlsplit
+from typing import Annotated
 
 import anyio
 import typer
@@ -37,7 +36,8 @@ from rich.table import Table
 from rich.text import Text
 
 import probe.cli.options_credentials as opts
-from probe.cli.db import DbOption
+from probe.cli.fail import absolute_url, fail
+from probe.cli.options import DbOption
 from probe.cli.options_credentials import credentials_from_options
 from probe.drift.classify import ChangeKind
 from probe.drift.settings import DriftThresholds
@@ -120,21 +120,9 @@ def print_summary(result: PrereleaseResult, console: Console) -> None:
 _err = Console(stderr=True, highlight=False)
 
 
-def _usage(message: str) -> NoReturn:
-    _err.print(Text.assemble(("error: ", "bold red"), message))
-    raise typer.Exit(EXIT_USAGE)
-
-
-def _absolute_url(value: str, option: str) -> str:
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        _usage(f"{option}: {value!r} is not an absolute http(s) URL")
-    return value.strip()
-
-
 def _writable(path: Path | None, option: str) -> None:
     if path is not None and not path.parent.is_dir():
-        _usage(f"{option} {path}: the directory {path.parent} does not exist")
+        fail(f"{option} {path}: the directory {path.parent} does not exist")
 
 
 def prerelease_command(
@@ -197,20 +185,20 @@ def prerelease_command(
     output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """Test a release candidate end to end, compare it with production, gate a payer's CI."""
-    candidate_url = _absolute_url(staging_url, "STAGING_URL")
+    candidate_url = absolute_url(staging_url, "STAGING_URL")
     if baseline_url is not None and baseline_run is not None:
-        _usage("give --baseline URL or --baseline-run RUN_ID, not both")
+        fail("give --baseline URL or --baseline-run RUN_ID, not both")
     if baseline_endpoint is not None and baseline_run is None:
-        _usage("--baseline-endpoint needs --baseline-run")
-    live_baseline = _absolute_url(baseline_url, "--baseline") if baseline_url else None
+        fail("--baseline-endpoint needs --baseline-run")
+    live_baseline = absolute_url(baseline_url, "--baseline") if baseline_url else None
     if output_format.lower() not in ("table", "json"):
-        _usage(f"--format must be table or json, not {output_format!r}")
+        fail(f"--format must be table or json, not {output_format!r}")
     try:
         gates = tuple(FailOn(v.lower()) for v in fail_on or [])
     except ValueError:
-        _usage(f"--fail-on takes breaking, notable or required, not {fail_on!r}")
+        fail(f"--fail-on takes breaking, notable or required, not {fail_on!r}")
     if label is not None and len(patient or []) > 1:
-        _usage("--label names a single --patient; with several, their ids are the labels")
+        fail("--label names a single --patient; with several, their ids are the labels")
     for path, option in ((html, "--html"), (markdown, "--markdown"), (junit, "--junit")):
         _writable(path, option)
     try:
@@ -227,7 +215,7 @@ def prerelease_command(
             token_url=token_url,
         )
     except ValueError as exc:
-        _usage(str(exc))
+        fail(str(exc))
     patients = tuple(
         PatientSpec(pid, label if label and len(patient or []) == 1 else pid)
         for pid in patient or []
@@ -242,7 +230,7 @@ def prerelease_command(
     except (StoreError, PrereleaseError) as exc:
         if store is not None:
             store.close()
-        _usage(str(exc))
+        fail(str(exc))
     options = PrereleaseOptions(
         patients=patients,
         credentials=credentials,
@@ -269,7 +257,7 @@ def prerelease_command(
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except StoreError as exc:
-        _usage(f"could not save the candidate: {exc}")
+        fail(f"could not save the candidate: {exc}")
     finally:
         if store is not None:
             store.close()
@@ -281,7 +269,7 @@ def prerelease_command(
         if junit is not None:
             junit.write_text(render_junit(result), encoding="utf-8")
     except OSError as exc:
-        _usage(f"cannot write the report: {exc.strerror or exc}")
+        fail(f"cannot write the report: {exc.strerror or exc}")
     if output_format.lower() == "json":
         sys.stdout.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")
     else:

@@ -11,7 +11,7 @@ from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
 from probe.cli import options_bounds as bounds
-from probe.cli.db import DbOption
+from probe.cli.options import DbOption
 from probe.cli.progress import reporter_for, summary_table
 from probe.crawl.crawler import CrawlSummary, crawl, parse_shard, select_targets, unknown_names
 from probe.crawl.options import CrawlOptions

@@ -1,15 +1,12 @@
-"""`probe score`, `probe report --html` and `probe import authorizations`.
+"""`probe score`: rank payers and vendors from the observation store as of a moment.
 
-* ``probe score`` ranks payers and vendors from the observation store as of a moment, over the
-  rubric's window; ``--payer NAME`` or ``--details`` expand payers into per-metric rows with the
-  evidence behind each (runs, failed requests, check results, sync jobs, authorizations).
-  ``--format json`` prints the whole scorecard, ``--format csv`` one row per payer per metric.
-* ``probe report --html FILE`` writes one self-contained HTML report (rankings, scorecards,
-  charts over time) that opens without a network.
-* ``probe import authorizations FILE.csv`` loads an authorization log into the store.
+Over the rubric's window; ``--payer NAME`` or ``--details`` expand payers into per-metric rows
+with the evidence behind each (runs, failed requests, check results, sync jobs,
+authorizations). ``--format json`` prints the whole scorecard, ``--format csv`` one row per payer
+per metric.
 
-Exit codes: 0 success; 2 a bad option, an unusable database, rubric or file, or nothing to
-score. Errors are one clear message on stderr (never a traceback).
+Exit codes: 0 success; 2 a bad option, an unusable database or rubric, or nothing to score.
+Errors are one clear message on stderr (never a traceback).
 """
 
 from __future__ import annotations
@@ -20,46 +17,26 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
-from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import select
 
-from probe.cli.db import DbOption
-from probe.score.authorizations import (
-    AuthorizationImportError,
-    import_authorizations,
-    read_authorization_csv,
-)
+from probe.cli.fail import fail
+from probe.cli.options import AsOfOption, DbOption, RubricOption, WindowOption
+from probe.cli.reading import scored_store, scoring_options
 from probe.score.collect import (
-    collect_inputs,
     evidence_summary,
-    first_authorization,
-    observation_times,
 )
-from probe.score.engine import PayerScore, Scorecard, score
-from probe.score.inputs import PayerInputs, Window, as_utc, subtract_months
-from probe.score.report_changes import report_changes
+from probe.score.engine import PayerScore, Scorecard
+from probe.score.inputs import PayerInputs
 from probe.score.report_html import (
-    ReportError,
-    history_points,
     metric_view,
-    render_report,
-    score_history,
 )
-from probe.score.rubric import NOT_ENOUGH_DATA, Rubric, RubricError, load_rubric
-from probe.store.engine import create_store_engine, open_store, safe_url
-from probe.store.errors import StoreError
-from probe.store.handle import Store
-from probe.store.tables import PayerRow
+from probe.score.rubric import NOT_ENOUGH_DATA
 
 FORMATS = ("table", "json", "csv")
 CSV_COLUMNS = (
@@ -84,154 +61,6 @@ CSV_COLUMNS = (
 )
 """The columns of ``probe score --format csv``: one row per payer per metric."""
 
-import_app = typer.Typer(
-    name="import",
-    help="Import what probe cannot observe (the authorization log).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-WindowOption = Annotated[
-    int | None,
-    typer.Option(
-        "--window",
-        help="Scoring window in calendar months (default: the rubric's, 6).",
-        show_default=False,
-    ),
-]
-AsOfOption = Annotated[
-    str | None,
-    typer.Option(
-        "--as-of",
-        help="Score as of this date (YYYY-MM-DD: the end of that day, UTC) or ISO time "
-        "(default: now).",
-        show_default=False,
-    ),
-]
-RubricOption = Annotated[
-    Path | None,
-    typer.Option("--rubric", help="Rubric YAML file (default: the packaged May 2025 rubric)."),
-]
-
-
-def _fail(message: str) -> NoReturn:
-    """Print `message` (plain text) on stderr and exit 2."""
-    Console(stderr=True, highlight=False, soft_wrap=True).print(
-        Text.assemble(("error: ", "bold red"), message)
-    )
-    raise typer.Exit(2)
-
-
-def _fail_lines(lines: Sequence[str], limit: int = 100) -> NoReturn:
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    for line in lines[:limit]:
-        err.print(Text(line))
-    if len(lines) > limit:
-        err.print(Text(f"... and {len(lines) - limit} more problem(s)"))
-    raise typer.Exit(2)
-
-
-def parse_as_of(value: str | None, now: datetime | None = None) -> datetime:
-    """`--as-of`: a date is the end of that day in UTC; a time without offset is UTC."""
-    if value is None:
-        return now or datetime.now(UTC)
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return datetime.combine(day, time.max, tzinfo=UTC)
-        return as_utc(datetime.fromisoformat(text))
-    except ValueError:
-        raise ValueError(
-            f"--as-of {value!r} is not a date (YYYY-MM-DD) or an ISO 8601 time"
-        ) from None
-
-
-def _missing_sqlite_file(db: str | None) -> str | None:
-    """The path of a SQLite database file that does not exist, else None."""
-    try:
-        engine = create_store_engine(db)
-    except StoreError as exc:
-        _fail(str(exc))
-    try:
-        url = engine.url
-        database = url.database or ""
-        if (
-            url.get_backend_name() == "sqlite"
-            and database not in ("", ":memory:")
-            and not database.startswith("file:")
-            and not Path(database).exists()
-        ):
-            return database
-        return None
-    finally:
-        engine.dispose()
-
-
-@contextmanager
-def _open_for_reading(db: str | None) -> Iterator[Store]:
-    """The store, at this probe's schema, for reading; exit 2 with a message otherwise."""
-    missing = _missing_sqlite_file(db)
-    if missing is not None:
-        _fail(f"no database at {missing}; crawl a directory first (probe run endpoints.yaml)")
-    try:
-        store = open_store(db, migrate=False)
-    except StoreError as exc:
-        _fail(str(exc))
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-def _rubric(path: Path | None) -> Rubric:
-    try:
-        return load_rubric(path)
-    except RubricError as exc:
-        _fail_lines(exc.problems)
-
-
-@dataclass(frozen=True, slots=True)
-class Scoring:
-    """What the score and report commands computed: the card, the inputs and where from."""
-
-    card: Scorecard
-    inputs: list[PayerInputs]
-    rubric: Rubric
-    window_months: int
-    database: str
-
-
-def _check_window(window: int | None, rubric: Rubric) -> int:
-    months = rubric.window_months if window is None else window
-    if not 1 <= months <= 120:
-        _fail(f"--window must be between 1 and 120 months, not {months}")
-    return months
-
-
-def _payer_count(store: Store) -> int:
-    with store.session() as session:
-        names = session.scalars(select(PayerRow.source))
-        return sum(1 for source in names if (source or "") != "ad-hoc")
-
-
-def compute(
-    store: Store,
-    rubric: Rubric,
-    as_of: datetime,
-    window_months: int,
-    *,
-    history_from: datetime | None = None,
-) -> tuple[Scorecard, list[PayerInputs]]:
-    """Collect inputs (from `history_from`, default the window start) and score as of `as_of`."""
-    window = Window.ending(as_of, window_months)
-    start = window.start if history_from is None else min(window.start, history_from)
-    with store.session() as session:
-        inputs = collect_inputs(session, Window(start, window.end))
-    card = score(inputs, rubric, as_of=as_of, window_months=window_months)
-    return card, inputs
-
 
 def _find_payer(card: Scorecard, inputs: Sequence[PayerInputs], name: str) -> PayerScore:
     wanted = name.casefold()
@@ -240,11 +69,11 @@ def _find_payer(card: Scorecard, inputs: Sequence[PayerInputs], name: str) -> Pa
             return ranked.score
     for excluded in card.excluded:
         if excluded.payer.casefold() == wanted:
-            _fail(f"{excluded.payer} is not scored: {excluded.reason}")
+            fail(f"{excluded.payer} is not scored: {excluded.reason}")
     names = [p.name for p in inputs]
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    _fail(f"no payer named {name!r} in the database{hint}")
+    fail(f"no payer named {name!r} in the database{hint}")
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -449,21 +278,6 @@ def _console() -> Console:
     return console
 
 
-# -- commands ---------------------------------------------------------------------------------
-
-
-def _prepare(
-    db: str | None, window: int | None, as_of: str | None, rubric_path: Path | None
-) -> tuple[Rubric, int, datetime]:
-    try:
-        moment = parse_as_of(as_of)
-    except ValueError as exc:
-        _fail(str(exc))
-    rubric = _rubric(rubric_path)
-    months = _check_window(window, rubric)
-    return rubric, months, moment
-
-
 def score_command(
     db: DbOption = None,
     output_format: Annotated[
@@ -483,13 +297,14 @@ def score_command(
     """Rank payers and vendors on the State of the Payer rubric from stored observations."""
     fmt = output_format.lower()
     if fmt not in FORMATS:
-        _fail(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
-    rubric, months, moment = _prepare(db, window, as_of, rubric_path)
-    with _open_for_reading(db) as store:
+        fail(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
+    from probe.score.collect import score_stored
+    from probe.store.engine import safe_url
+
+    scoring = scoring_options(window, as_of, rubric_path)
+    with scored_store(db) as store, store.session() as session:
         database = safe_url(store.engine.url)
-        if _payer_count(store) == 0:
-            _fail(f"no payers in {database}; crawl a directory first (probe run endpoints.yaml)")
-        card, inputs = compute(store, rubric, moment, months)
+        card, inputs = score_stored(session, scoring.rubric, scoring.as_of, scoring.window_months)
     chosen = _find_payer(card, inputs, payer) if payer is not None else None
     only = chosen.payer if chosen is not None else None
     if fmt == "json":
@@ -502,112 +317,3 @@ def score_command(
     if details:
         expand = [r.score for r in card.payers]
     print_tables(card, database, _console(), expand)
-
-
-def report_command(
-    html: Annotated[
-        Path,
-        typer.Option("--html", help="Write the report to this HTML file.", dir_okay=False),
-    ],
-    db: DbOption = None,
-    window: WindowOption = None,
-    as_of: AsOfOption = None,
-    rubric_path: RubricOption = None,
-) -> None:
-    """Write a self-contained HTML report: rankings, scorecards with evidence, charts over time."""
-    rubric, months, moment = _prepare(db, window, as_of, rubric_path)
-    if html.exists() and html.is_dir():
-        _fail(f"{html} is a directory")
-    with _open_for_reading(db) as store:
-        database = safe_url(store.engine.url)
-        if _payer_count(store) == 0:
-            _fail(f"no payers in {database}; crawl a directory first (probe run endpoints.yaml)")
-        with store.session() as session:
-            observed = observation_times(session, moment)
-            first_auth = first_authorization(session)
-            # Drift events of the window, per payer (probe.drift; docs/drift.md).
-            changes = report_changes(session, since=subtract_months(moment, months), until=moment)
-        if first_auth is not None:
-            observed.append(first_auth)
-        points = history_points(observed, moment)
-        history_from = subtract_months(points[0], months)
-        card, inputs = compute(store, rubric, moment, months, history_from=history_from)
-    history = score_history(inputs, rubric, points, window_months=months)
-    try:
-        page = render_report(
-            card, history, generated_at=datetime.now(UTC), database=database, changes=changes
-        )
-    except ReportError as exc:
-        _fail(str(exc))
-    try:
-        html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(page, encoding="utf-8")
-    except OSError as exc:
-        _fail(f"cannot write {html}: {exc.strerror or exc}")
-    Console(stderr=True, highlight=False, soft_wrap=True).print(
-        Text(
-            f"wrote {html} ({len(page.encode()) / 1e6:.1f} MB): {len(card.payers)} payer(s), "
-            f"{len(card.vendors)} vendor(s), {len(points)} point(s) in time"
-        )
-    )
-
-
-@import_app.command("authorizations")
-def import_authorizations_command(
-    file: Annotated[
-        Path,
-        typer.Argument(help="The authorization log (CSV: endpoint, attempted_at, state, ...)."),
-    ],
-    db: DbOption = None,
-    skip_unknown: Annotated[
-        bool,
-        typer.Option(
-            "--skip-unknown-endpoints",
-            help="Import the rows of known endpoints and report the others (default: refuse).",
-        ),
-    ] = False,
-) -> None:
-    """Load live-mode authorization attempts (authorization success and eligibility errors)."""
-    try:
-        log = read_authorization_csv(file)
-    except AuthorizationImportError as exc:
-        _fail_lines(exc.problems)
-    try:
-        store = open_store(db)
-    except StoreError as exc:
-        _fail(str(exc))
-    with store:
-        try:
-            with store.session() as session:
-                result = import_authorizations(session, log, skip_unknown=skip_unknown)
-        except AuthorizationImportError as exc:
-            _fail_lines(exc.problems)
-        except StoreError as exc:
-            _fail(str(exc))
-        database = safe_url(store.engine.url)
-    out = Console(highlight=False, soft_wrap=True)
-    states = ", ".join(f"{state} {n}" for state, n in sorted(result.by_state.items()))
-    out.print(
-        Text(
-            f"{result.source}: {result.rows} row(s) for {result.endpoints} endpoint(s) into "
-            f"{database}: {result.inserted} new, {result.updated} updated, "
-            f"{result.unchanged} already imported ({states})"
-        )
-    )
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    if result.skipped_unknown:
-        err.print(
-            Text(f"skipped {result.skipped_unknown} row(s) of endpoints not in the database:")
-        )
-        for url, lines in result.unknown_endpoints.items():
-            shown = ", ".join(str(n) for n in lines[:5]) + (" ..." if len(lines) > 5 else "")
-            err.print(Text(f"  {url}: {len(lines)} row(s), line(s) {shown}"))
-    if result.sandbox_rows:
-        err.print(
-            Text(
-                f"note: {result.sandbox_rows} row(s) are for sandbox endpoints; only live "
-                "(production) authorizations are scored"
-            )
-        )
-    if result.ignored_columns:
-        err.print(Text(f"note: ignored column(s): {', '.join(result.ignored_columns)}"))

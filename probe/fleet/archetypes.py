@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from probe.fleet.hostile import HOSTILE_PARAMS, HostileSpec
+from probe.fleet.hostile_params import HOSTILE_PARAMS, HostileSpec
 
 
 class ArchetypeName(enum.StrEnum):

@@ -2,13 +2,16 @@
 
 Credentials appear in the directory only as ``{secret: KEY}`` references; the values live in
 the secrets mapping (written to a mode-0600 YAML file by ``probe fleet serve --secrets-out``).
+Both are built from a :class:`FleetPayers` (what ``Fleet.directory()`` and ``Fleet.secrets()``
+pass: the fleet itself), so this module does not depend on the app.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import yaml
 
@@ -26,14 +29,30 @@ from probe.directory.schema import (
     SecretRef,
     TestPatient,
 )
-from probe.fleet.config import derive_int
+from probe.fleet.config import FleetConfig, derive_int
+from probe.fleet.credentials import PayerCredentials
 from probe.fleet.sites import PayerSite
-
-if TYPE_CHECKING:
-    from probe.fleet.app import Fleet
 
 Credentials = RefreshTokenCredentials | BackendServicesCredentials | BearerCredentials
 _LOBS = list(LineOfBusiness)
+
+
+class FleetPayers(Protocol):
+    """What the directory and the secrets are built from (a ``Fleet`` is one)."""
+
+    @property
+    def config(self) -> FleetConfig:
+        """The fleet config (its seed)."""
+
+    @property
+    def sites(self) -> Mapping[str, PayerSite]:
+        """Every payer's site, by slug, in payer order."""
+
+    def credentials(self, slug: str) -> PayerCredentials:
+        """The fleet client's credentials at this payer (secret values included)."""
+
+    def patients(self, slug: str) -> list[str]:
+        """The payer's test patient ids."""
 
 
 def secret_key(slug: str, name: str) -> str:
@@ -47,7 +66,7 @@ def _token_url_needed(site: PayerSite) -> bool:
     return behaviour.no_smart_config is not None or (html is not None and html.smart_config_too)
 
 
-def _credentials(fleet: Fleet, site: PayerSite) -> Credentials:
+def _credentials(fleet: FleetPayers, site: PayerSite) -> Credentials:
     creds = fleet.credentials(site.slug)
     slug = site.slug
     token_url = site.token_url if _token_url_needed(site) else None
@@ -74,7 +93,7 @@ def _credentials(fleet: Fleet, site: PayerSite) -> Credentials:
     )
 
 
-def build_directory(fleet: Fleet, secrets_file: str | None = None) -> Directory:
+def build_directory(fleet: FleetPayers, secrets_file: str | None = None) -> Directory:
     """Every payer of the fleet as a directory entry, credentials by reference."""
     seed = fleet.config.seed
     payers = []
@@ -117,7 +136,7 @@ def build_directory(fleet: Fleet, secrets_file: str | None = None) -> Directory:
     return Directory(secrets_file=secrets_file, payers=payers)
 
 
-def build_secrets(fleet: Fleet) -> dict[str, str]:
+def build_secrets(fleet: FleetPayers) -> dict[str, str]:
     """The secrets the directory refers to, by key (only those a payer's client uses)."""
     out: dict[str, str] = {}
     for slug in fleet.sites:

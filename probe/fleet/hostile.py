@@ -8,7 +8,7 @@ during a data attack, for instance) are handed to the fleet's ordinary ASGI app,
 still has real documents, OAuth and data. Every request, hostile or not, is logged in
 ``fleet.stats`` with its headers, like on the other hosts.
 
-Archetypes (parameters in the models below; docs/fleet.md and docs/hostile.md):
+Archetypes (parameters in :mod:`probe.fleet.hostile_params`; docs/fleet.md and docs/hostile.md):
 ``trickle``, ``endless_body``, ``huge_body``, ``gzip_bomb``, ``deep_json``, ``redirect_loop``,
 ``redirect_cross_origin``, ``next_link_elsewhere``, ``invalid_utf8``, ``lying_length`` and
 ``never_answers``. `scope` says which requests misbehave: ``discovery`` (`/metadata` and the
@@ -26,133 +26,36 @@ import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 from anyio.abc import SocketAttribute
-from pydantic import BaseModel, ConfigDict, Field
 
-if TYPE_CHECKING:
-    from probe.fleet.app import Fleet
-    from probe.fleet.sites import PayerSite
+from probe.fleet.app import Fleet
+from probe.fleet.hostile_params import (
+    DeepJsonParams,
+    GzipBombParams,
+    HostileSpec,
+    HugeBodyParams,
+    LyingLengthParams,
+    NextLinkElsewhereParams,
+    RedirectCrossOriginParams,
+    RedirectLoopParams,
+    Scope,
+    TrickleParams,
+)
+from probe.fleet.sites import PayerSite
 
 log = logging.getLogger(__name__)
 
-Scope = Literal["all", "discovery", "data", "token"]
 #: Longest a hostile server keeps one connection (a client that never gives up cannot pin it).
 HOLD_MAX_S = 300.0
 MAX_HEAD_BYTES = 64 * 1024
 MAX_REQUEST_BODY = 1024 * 1024
 LINK_LOCAL_TARGET = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
-
-
-class _HostileParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    scope: Scope = "all"
-
-
-class TrickleParams(_HostileParams):
-    """Headers at once, then the real body at `bytes_per_s` (a slow-loris response)."""
-
-    bytes_per_s: float = Field(default=1.0, gt=0, le=1_000_000)
-
-
-class EndlessBodyParams(_HostileParams):
-    """200 with a chunked body that never ends (as fast as the client reads)."""
-
-
-class HugeBodyParams(_HostileParams):
-    """200 with a body of `mb` MiB; `chunked` hides the size (no Content-Length)."""
-
-    mb: int = Field(default=100, ge=1, le=100_000)
-    chunked: bool = False
-
-
-class GzipBombParams(_HostileParams):
-    """A small gzip body that inflates to `decompressed_mb` MiB of JSON whitespace."""
-
-    decompressed_mb: int = Field(default=10_240, ge=1, le=1_000_000)
-
-
-class DeepJsonParams(_HostileParams):
-    """A JSON object whose one member nests arrays `depth` deep."""
-
-    depth: int = Field(default=100_000, ge=1, le=10_000_000)
-
-
-class RedirectLoopParams(_HostileParams):
-    """Every request redirects (`status`) to a new URL on the same origin, forever."""
-
-    status: Literal[301, 302, 303, 307, 308] = 302
-
-
-class RedirectCrossOriginParams(_HostileParams):
-    """Every request redirects (`status`) to the same path on another origin (a fleet host)."""
-
-    status: Literal[301, 302, 303, 307, 308] = 307
-
-
-class NextLinkElsewhereParams(_HostileParams):
-    """Search and $everything pages carry next links to `to`.
-
-    ``link_local``: the cloud metadata service (169.254.169.254); ``other_loopback``: the same
-    page on another loopback host of the fleet (another origin); ``private``: 10.0.0.1.
-    """
-
-    scope: Scope = "data"
-    to: Literal["link_local", "other_loopback", "private"] = "link_local"
-
-
-class InvalidUtf8Params(_HostileParams):
-    """The real JSON body with bytes that are not UTF-8 in one of its strings."""
-
-
-class LyingLengthParams(_HostileParams):
-    """The real body under a false Content-Length.
-
-    ``longer``: the header declares `by` bytes more than are sent, then the connection closes;
-    ``shorter``: it declares half the body, all of it is sent and the connection stays open.
-    """
-
-    declared: Literal["longer", "shorter"] = "longer"
-    by: int = Field(default=1000, ge=1)
-
-
-class NeverAnswersParams(_HostileParams):
-    """The connection is accepted and the request read, but nothing is ever written."""
-
-
-#: Every hostile archetype's name and parameter model (registered in archetypes.PARAMS).
-HOSTILE_PARAMS: dict[str, type[_HostileParams]] = {
-    "trickle": TrickleParams,
-    "endless_body": EndlessBodyParams,
-    "huge_body": HugeBodyParams,
-    "gzip_bomb": GzipBombParams,
-    "deep_json": DeepJsonParams,
-    "redirect_loop": RedirectLoopParams,
-    "redirect_cross_origin": RedirectCrossOriginParams,
-    "next_link_elsewhere": NextLinkElsewhereParams,
-    "invalid_utf8": InvalidUtf8Params,
-    "lying_length": LyingLengthParams,
-    "never_answers": NeverAnswersParams,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class HostileSpec:
-    """A payer's one hostile archetype and its parameters."""
-
-    name: str
-    params: _HostileParams
-
-
-def hostile_address(index: int) -> str:
-    """The loopback address of hostile payer number `index`: 127.0.1.1, 127.0.1.2, ..."""
-    return f"127.0.{1 + index // 250}.{1 + index % 250}"
 
 
 def request_scope(rest: str) -> Scope | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from probe.fleet.config import FleetConfig, PayerConfig
-from probe.fleet.hostile import hostile_address
 
 FIRST_HOST = 2
 REFUSED_ADDRESS = "127.0.0.254"
@@ -21,6 +20,11 @@ REFUSED_ADDRESS = "127.0.0.254"
 def host_address(index: int) -> str:
     """The loopback address of host number `index` (0-based): 127.0.0.2, 127.0.0.3, ..."""
     return f"127.0.0.{FIRST_HOST + index}"
+
+
+def hostile_address(index: int) -> str:
+    """The loopback address of hostile payer number `index`: 127.0.1.1, 127.0.1.2, ..."""
+    return f"127.0.{1 + index // 250}.{1 + index % 250}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from probe.directory.schema import EndpointFacts, LineOfBusiness, OrganizationStatus
+from probe.score.engine import Scorecard, score
 from probe.score.inputs import (
     AuthCounts,
     EverythingLevel,
@@ -60,6 +61,7 @@ from probe.score.inputs import (
     Window,
     as_utc,
 )
+from probe.score.rubric import Rubric
 from probe.store.tables import (
     AuthorizationAttemptRow,
     CheckResultRow,
@@ -512,3 +514,25 @@ def first_authorization(session: Session) -> datetime | None:
     """The earliest imported authorization attempt, if any."""
     value = session.scalar(select(func.min(AuthorizationAttemptRow.attempted_at)))
     return None if value is None else as_utc(value)
+
+
+def scored_payer_count(session: Session) -> int:
+    """How many payers of a directory the store holds (ad-hoc endpoints of `probe check` aside)."""
+    sources = session.scalars(select(PayerRow.source))
+    return sum(1 for source in sources if (source or "") != "ad-hoc")
+
+
+def score_stored(
+    session: Session,
+    rubric: Rubric,
+    as_of: datetime,
+    window_months: int,
+    *,
+    history_from: datetime | None = None,
+) -> tuple[Scorecard, list[PayerInputs]]:
+    """The scorecard as of `as_of`, and the inputs collected from `history_from` (default: the
+    window's start) so that a report can also score earlier moments."""
+    window = Window.ending(as_of, window_months)
+    start = window.start if history_from is None else min(window.start, history_from)
+    inputs = collect_inputs(session, Window(start, window.end))
+    return score(inputs, rubric, as_of=as_of, window_months=window_months), inputs

@@ -318,3 +318,17 @@ def open_store(url: str | URL | None = None, *, migrate: bool = True) -> Store:
         engine.dispose()
         raise
     return Store(engine)
+
+
+def missing_sqlite_file(engine: Engine) -> str | None:
+    """The path of the SQLite database file `engine` names, when that file does not exist."""
+    url = engine.url
+    database = url.database or ""
+    if (
+        url.get_backend_name() == "sqlite"
+        and database not in ("", ":memory:")
+        and not database.startswith("file:")
+        and not Path(database).exists()
+    ):
+        return database
+    return None

@@ -1,0 +1,101 @@
+"""Reading the store for the score and report commands: the moment, rubric and window scored, and
+the store opened at this probe's schema; every failure is one message and exit 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from probe.cli.fail import fail, fail_lines
+
+if TYPE_CHECKING:  # the store and the rubric are imported when a command runs, not at --help
+    from probe.score.rubric import Rubric
+    from probe.store.handle import Store
+
+
+def parse_as_of(value: str | None, now: datetime | None = None) -> datetime:
+    """`--as-of`: a date is the end of that day in UTC; a time without offset is UTC."""
+    from probe.score.inputs import as_utc
+
+    if value is None:
+        return now or datetime.now(UTC)
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime.combine(day, time.max, tzinfo=UTC)
+        return as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        raise ValueError(
+            f"--as-of {value!r} is not a date (YYYY-MM-DD) or an ISO 8601 time"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringOptions:
+    """What to score: the rubric, the window in months and the moment."""
+
+    rubric: Rubric
+    window_months: int
+    as_of: datetime
+
+
+def scoring_options(
+    window: int | None, as_of: str | None, rubric_path: Path | None
+) -> ScoringOptions:
+    """`--window`, `--as-of` and `--rubric` checked and loaded; exit 2 with a message if not."""
+    from probe.score.rubric import RubricError, load_rubric
+
+    try:
+        moment = parse_as_of(as_of)
+    except ValueError as exc:
+        fail(str(exc))
+    try:
+        rubric = load_rubric(rubric_path)
+    except RubricError as exc:
+        fail_lines(exc.problems)
+    months = rubric.window_months if window is None else window
+    if not 1 <= months <= 120:
+        fail(f"--window must be between 1 and 120 months, not {months}")
+    return ScoringOptions(rubric, months, moment)
+
+
+@contextmanager
+def scored_store(db: str | None) -> Iterator[Store]:
+    """The store at this probe's schema, holding payers to score; exit 2 with a message if not."""
+    from probe.score.collect import scored_payer_count
+    from probe.store.engine import (
+        create_store_engine,
+        missing_sqlite_file,
+        open_store,
+        safe_url,
+    )
+    from probe.store.errors import StoreError
+
+    try:
+        engine = create_store_engine(db)
+    except StoreError as exc:
+        fail(str(exc))
+    try:
+        missing = missing_sqlite_file(engine)
+    finally:
+        engine.dispose()
+    if missing is not None:
+        fail(f"no database at {missing}; crawl a directory first (probe run endpoints.yaml)")
+    try:
+        store = open_store(db, migrate=False)
+    except StoreError as exc:
+        fail(str(exc))
+    try:
+        if scored_payer_count(store) == 0:
+            fail(
+                f"no payers in {safe_url(store.engine.url)}; crawl a directory first (probe run endpoints.yaml)"
+            )
+        yield store
+    finally:
+        store.close()
