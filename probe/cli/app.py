@@ -12,43 +12,99 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-import click
 import typer
-from typer.core import TyperGroup
+from typer._click.core import Command, Context  # typer 0.29 carries its own click
+from typer._click.formatting import HelpFormatter
+from typer.core import TyperCommand, TyperGroup
 
 
 @dataclass(frozen=True, slots=True)
 class LazyCommand:
-    """Where a sub-command is defined: a module of probe.cli and the function or Typer in it."""
+    """Where a sub-command is defined (a module of probe.cli and the function or Typer in it) and
+    its one-line summary for ``probe --help`` (a test keeps it equal to the command's own)."""
 
     module: str
     attribute: str
+    summary: str
 
 
 #: Every sub-command, in the order ``probe --help`` lists them.
 COMMANDS: dict[str, LazyCommand] = {
-    "run": LazyCommand("probe.cli.run", "run_command"),
-    "history": LazyCommand("probe.cli.history", "history_command"),
-    "score": LazyCommand("probe.cli.score", "score_command"),
-    "report": LazyCommand("probe.cli.report", "report_command"),
-    "prerelease": LazyCommand("probe.cli.prerelease", "prerelease_command"),
-    "check": LazyCommand("probe.cli.check", "check_command"),
-    "sync": LazyCommand("probe.cli.sync", "sync_command"),
-    "demo": LazyCommand("probe.cli.demo", "demo_command"),
-    "db": LazyCommand("probe.cli.db", "db_app"),
-    "fleet": LazyCommand("probe.cli.fleet", "fleet_app"),
-    "directory": LazyCommand("probe.cli.directory", "directory_app"),
-    "import": LazyCommand("probe.cli.import_log", "import_app"),
-    "drift": LazyCommand("probe.cli.drift", "drift_app"),
+    "run": LazyCommand(
+        "probe.cli.run",
+        "run_command",
+        "Crawl every endpoint of a directory into the store (the nightly job), then detect drift.",
+    ),
+    "history": LazyCommand(
+        "probe.cli.history",
+        "history_command",
+        "Show how an endpoint fared in stored runs, newest first, and when its documents changed.",
+    ),
+    "score": LazyCommand(
+        "probe.cli.score",
+        "score_command",
+        "Rank payers and vendors on the State of the Payer rubric from stored observations.",
+    ),
+    "report": LazyCommand(
+        "probe.cli.report",
+        "report_command",
+        "Write a self-contained HTML report: rankings, scorecards with evidence, charts over time.",
+    ),
+    "prerelease": LazyCommand(
+        "probe.cli.prerelease",
+        "prerelease_command",
+        "Test a release candidate end to end, compare it with production, gate a payer's CI.",
+    ),
+    "check": LazyCommand(
+        "probe.cli.check",
+        "check_command",
+        "Run the discovery suite against one FHIR base URL.",
+    ),
+    "sync": LazyCommand(
+        "probe.cli.sync",
+        "sync_command",
+        "Sync one test patient ($everything, paging, fallback, references) and print figures.",
+    ),
+    "demo": LazyCommand(
+        "probe.cli.demo",
+        "demo_command",
+        "Serve simulated payers on loopback, crawl them, print the scores, write the HTML report.",
+    ),
+    "db": LazyCommand(
+        "probe.cli.db",
+        "db_app",
+        "Create, inspect and migrate the observation database.",
+    ),
+    "fleet": LazyCommand(
+        "probe.cli.fleet",
+        "fleet_app",
+        "A simulated fleet of payer FHIR servers on loopback (for tests, demos, benchmarks).",
+    ),
+    "directory": LazyCommand(
+        "probe.cli.directory",
+        "directory_app",
+        "The payer directory (endpoints.yaml): validate it, seed it, import the CMS directory.",
+    ),
+    "import": LazyCommand(
+        "probe.cli.import_log",
+        "import_app",
+        "Import what probe cannot observe (the authorization log).",
+    ),
+    "drift": LazyCommand(
+        "probe.cli.drift",
+        "drift_app",
+        "Drift events: what changed at each endpoint between nightly runs (docs/drift.md).",
+    ),
 }
 
 
-def load_command(name: str) -> click.Command:
+def load_command(name: str) -> Command:
     """The click command of sub-command `name` (its module imported now)."""
     where = COMMANDS[name]
     target = getattr(importlib.import_module(where.module), where.attribute)
+    command: Command
     if isinstance(target, typer.Typer):
-        command = typer.main.get_command(target)
+        command = typer.main.get_group(target)
     else:
         single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
         single.command(name)(target)
@@ -58,15 +114,31 @@ def load_command(name: str) -> click.Command:
 
 
 class LazyGroup(TyperGroup):
-    """A command group whose sub-commands are imported on first use."""
+    """A command group whose sub-commands are imported on first use.
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    Its own help lists the sub-commands from their summaries without importing them (building a
+    typer command imports pydantic and each command's options).
+    """
+
+    _listing: bool = False
+
+    def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
+        """The group's help, its sub-commands listed by summary."""
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+    def list_commands(self, ctx: Context) -> list[str]:
         """The sub-command names, in help order."""
         return [*COMMANDS, *(n for n in super().list_commands(ctx) if n not in COMMANDS)]
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         """The sub-command `cmd_name`, imported and cached; None when there is no such command."""
         if cmd_name not in self.commands and cmd_name in COMMANDS:
+            if self._listing:
+                return TyperCommand(cmd_name, help=COMMANDS[cmd_name].summary)
             self.commands[cmd_name] = load_command(cmd_name)
         return super().get_command(ctx, cmd_name)
 

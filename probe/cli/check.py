@@ -7,23 +7,17 @@ error, 130 interrupted.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import anyio
+if TYPE_CHECKING:
+    from probe.models import Report
 import typer
 from rich.console import Console
 
-from probe.checks.discovery import run_discovery
 from probe.cli import options_bounds as bounds
 from probe.cli.fail import base_url_argument, fail
 from probe.cli.options import DbOption
 from probe.cli.render import print_report, report_json
-from probe.http.fetch import Fetcher, new_client
-from probe.http.guard import AddressGuard
-from probe.models import Report
-from probe.store.engine import open_store
-from probe.store.errors import StoreError
-from probe.store.reports import save_report
 
 
 def check_command(
@@ -49,6 +43,15 @@ def check_command(
     breaker_threshold: bounds.BreakerThreshold = bounds.DEFAULT_BREAKER_THRESHOLD,
 ) -> None:
     """Run the discovery suite against one FHIR base URL."""
+    import anyio
+
+    from probe.checks.discovery import run_discovery
+    from probe.http.fetch import Fetcher, new_client
+    from probe.http.guard import AddressGuard
+    from probe.store.engine import open_store
+    from probe.store.errors import StoreError
+    from probe.store.reports import save_report
+
     url = base_url_argument(base_url)
     if output_format.lower() not in ("table", "json"):
         fail(f"--format must be table or json, not {output_format!r}")

@@ -1,4 +1,4 @@
-"""`probe db ...`: create, inspect and migrate the observation database (upgrade, current, downgrade).
+"""`probe db upgrade|current|downgrade`: create, inspect and migrate the observation database.
 
 Errors are printed as one clear line on stderr and exit with status 2, never a traceback.
 Passwords in database URLs are never printed.
@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
 from rich.console import Console
-from sqlalchemy import Engine
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 from probe.cli.fail import fail
 from probe.cli.options import DbOption
-from probe.store import engine as store_engine
-from probe.store.errors import StoreError
 
 db_app = typer.Typer(
     name="db",
@@ -33,6 +33,9 @@ _err = Console(stderr=True, highlight=False, soft_wrap=True)
 @contextmanager
 def _engine(db: str | None) -> Iterator[Engine]:
     """An engine for `db`, disposed afterwards; StoreErrors become a message and exit 2."""
+    from probe.store import engine as store_engine
+    from probe.store.errors import StoreError
+
     try:
         engine = store_engine.create_store_engine(db)
     except StoreError as exc:
@@ -48,6 +51,8 @@ def _engine(db: str | None) -> Iterator[Engine]:
 @db_app.command("upgrade")
 def upgrade_command(db: DbOption = None) -> None:
     """Migrate the database to this probe's schema (creates the schema in an empty database)."""
+    from probe.store import engine as store_engine
+
     with _engine(db) as engine:
         name = store_engine.safe_url(engine.url)
         before = store_engine.revision_state(engine)
@@ -63,6 +68,8 @@ def upgrade_command(db: DbOption = None) -> None:
 @db_app.command("current")
 def current_command(db: DbOption = None) -> None:
     """Show the database's schema revision and whether it is this probe's head."""
+    from probe.store import engine as store_engine
+
     with _engine(db) as engine:
         name = store_engine.safe_url(engine.url)
         if store_engine.missing_sqlite_file(engine) is not None:
@@ -91,6 +98,8 @@ def downgrade_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Migrate the database back to REVISION (data in dropped tables or columns is lost)."""
+    from probe.store import engine as store_engine
+
     with _engine(db) as engine:
         name = store_engine.safe_url(engine.url)
         if store_engine.missing_sqlite_file(engine) is not None:

@@ -25,10 +25,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
-import httpx
 import typer
 
-from probe.directory.schema import load_directory
+from probe.cli.fleet import require_fleet_extra
 
 FLEET_START_TIMEOUT = 60.0
 PROBE_TIMEOUT = 100.0
@@ -100,6 +99,10 @@ def _signals_stop_the_demo() -> Iterator[None]:
 
 def _wait_ready(process: subprocess.Popen[bytes], directory_file: Path, log: Path) -> str:
     """Wait for the fleet's directory and a health answer; returns the first host's origin."""
+    import httpx
+
+    from probe.directory.schema import load_directory
+
     deadline = time.monotonic() + FLEET_START_TIMEOUT
     while time.monotonic() < deadline:
         _check_stop()
@@ -148,6 +151,8 @@ def _run_crawl(directory_file: Path, workdir: Path) -> int:
 
 
 def _fleet_summary(origin: str) -> None:
+    import httpx
+
     with contextlib.suppress(httpx.HTTPError, ValueError):
         stats = httpx.get(origin + "/_fleet/stats?all=1", timeout=5).json()
         print(f"\nfleet: {stats['total_requests']} requests served")
@@ -206,12 +211,15 @@ def demo_command(
     ] = DEMO_PORT,
     keep: Annotated[bool, typer.Option("--keep", help="keep the work directory")] = False,
 ) -> None:
-    """Serve a fleet of simulated payers on loopback, crawl it, print the scores, write the report."""
+    """Serve simulated payers on loopback, crawl them, print the scores, write the HTML report."""
     raise typer.Exit(run_demo(port, keep=keep))
 
 
 def run_demo(port: int = DEMO_PORT, *, keep: bool = False) -> int:
     """Run the demo; 0 when the probe ran to completion (findings included), else non-zero."""
+    require_fleet_extra()
+    from probe.directory.schema import load_directory
+
     workdir = Path(tempfile.mkdtemp(prefix="probe-demo-"))
     directory_file = workdir / "endpoints.yaml"
     fleet: subprocess.Popen[bytes] | None = None
@@ -249,4 +257,3 @@ def run_demo(port: int = DEMO_PORT, *, keep: bool = False) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"demo: done in {time.monotonic() - started:.0f}s (exit {status})", file=sys.stderr)
     return status
-

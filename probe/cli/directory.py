@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,16 +18,9 @@ from rich.table import Table
 from rich.text import Text
 
 from probe.cli.fail import fail
-from probe.directory.importers import (
-    ImportFormatError,
-    ImportIssue,
-    import_cms,
-    one_line,
-    render_cms,
-    render_seed,
-    seed_from_csv,
-)
-from probe.directory.schema import DirectoryError, Environment, load_directory
+
+if TYPE_CHECKING:
+    from probe.directory.importers import ImportIssue
 
 directory_app = typer.Typer(
     help="The payer directory (endpoints.yaml): validate it, seed it, import the CMS directory.",
@@ -43,6 +36,8 @@ def _stderr() -> Console:
 
 def issues_table(issues: Sequence[ImportIssue], title: str) -> Table:
     """The report of unusable values as a rich table (values shown literally, never as markup)."""
+    from probe.directory.importers import one_line
+
     table = Table(title=title, title_justify="left", show_lines=False, expand=False)
     for name, style in (
         ("Row", "cyan"),
@@ -84,6 +79,8 @@ def validate(
     file: Annotated[Path, typer.Argument(help="the endpoints file, e.g. endpoints.yaml")],
 ) -> None:
     """Validate an endpoints file: every problem by file, line and field (exit 2), or a summary."""
+    from probe.directory.schema import DirectoryError, Environment, load_directory
+
     try:
         directory = load_directory(file)
     except DirectoryError as exc:
@@ -112,6 +109,8 @@ def seed(
     ] = None,
 ) -> None:
     """Seed an endpoints file from payers.csv: one entry per payer, rows merged (deterministic)."""
+    from probe.directory.importers import ImportFormatError, render_seed, seed_from_csv
+
     try:
         result = seed_from_csv(csv_file)
         text = render_seed(result, str(csv_file))
@@ -143,6 +142,8 @@ def import_cms_command(
     The YAML goes to --out (or stdout, where the summary becomes its header comment); the report
     of unusable values goes to stderr as a table; with --out the summary goes to stdout.
     """
+    from probe.directory.importers import ImportFormatError, import_cms, render_cms
+
     try:
         result = import_cms(csv_file)
         text = render_cms(result, str(csv_file))

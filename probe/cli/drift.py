@@ -11,9 +11,12 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import anyio
+if TYPE_CHECKING:
+    from probe.drift.classify import ChangeKind
+    from probe.drift.events import DriftEvent
+    from probe.drift.notify import NotifyResult
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -21,12 +24,6 @@ from rich.text import Text
 
 from probe.cli.fail import fail
 from probe.cli.options import DbOption
-from probe.drift.classify import ChangeKind, counts_by_kind
-from probe.drift.events import DriftError, DriftEvent, detect_drift, list_drift_events
-from probe.drift.notify import NotifyResult, notify_webhook, validate_webhook_url
-from probe.drift.settings import DriftThresholds
-from probe.store.engine import open_store
-from probe.store.errors import StoreError
 
 KIND_STYLE = {"breaking": "bold red", "notable": "yellow", "cosmetic": "dim"}
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([dhw])\s*$", re.IGNORECASE)
@@ -63,6 +60,8 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
 
 def parse_kind(value: str | None) -> ChangeKind | None:
     """`--kind`: the least severe kind to list (breaking, notable or cosmetic)."""
+    from probe.drift.classify import ChangeKind
+
     if value is None:
         return None
     try:
@@ -80,6 +79,8 @@ def _short(value: Any, width: int = 60) -> str:
 
 def events_table(events: Sequence[DriftEvent], title: str = "drift events") -> Table:
     """A rich table of drift events: run, payer, endpoint, kind, change, before → after, reason."""
+    from probe.drift.classify import counts_by_kind
+
     counts = counts_by_kind(events)
     caption = ", ".join(f"{n} {k}" for k, n in counts.items())
     table = Table(title=title, caption=f"{len(events)} event(s): {caption}")
@@ -123,6 +124,10 @@ def drift_command(
     limit: Annotated[int | None, typer.Option(min=1, help="at most this many events")] = None,
 ) -> None:
     """List stored drift events (newest run first, most severe first)."""
+    from probe.drift.events import list_drift_events
+    from probe.store.engine import open_store
+    from probe.store.errors import StoreError
+
     if ctx.invoked_subcommand is not None:
         return
     if output_format.lower() not in ("table", "json"):
@@ -172,6 +177,14 @@ def detect_command(
     ] = None,
 ) -> None:
     """(Re)detect a stored run's drift: idempotent, only new events are stored and posted."""
+    import anyio
+
+    from probe.drift.events import DriftError, detect_drift
+    from probe.drift.notify import notify_webhook, validate_webhook_url
+    from probe.drift.settings import DriftThresholds
+    from probe.store.engine import open_store
+    from probe.store.errors import StoreError
+
     try:
         webhook = validate_webhook_url(notify_webhook_url) if notify_webhook_url else None
     except ValueError as exc:

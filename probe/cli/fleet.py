@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
 from pathlib import Path
 from typing import Annotated
 
-import anyio
 import typer
 
-from probe.directory.schema import dump_directory
-from probe.fleet.app import Fleet
-from probe.fleet.catalog import write_secrets
-from probe.fleet.config import FleetConfigError, default_config, load_fleet_config
-from probe.fleet.serve import bind_fleet, serve_forever, with_hosts
+from probe.cli.fail import fail
 
 fleet_app = typer.Typer(
     help="A simulated fleet of payer FHIR servers on loopback (for tests, demos, benchmarks).",
     no_args_is_help=True,
 )
+
+
+def require_fleet_extra() -> None:
+    """Exit 2 saying how to install the fleet's server when starlette or uvicorn is missing."""
+    missing = []
+    for name in ("starlette", "uvicorn"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        fail(
+            f"the simulated fleet needs {' and '.join(missing)}, which are not installed: "
+            "pip install 'probe[fleet]'"
+        )
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -58,6 +69,15 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the fleet until Ctrl-C/SIGTERM; write its directory once it is listening."""
+    require_fleet_extra()
+    import anyio
+
+    from probe.directory.schema import dump_directory
+    from probe.fleet.app import Fleet
+    from probe.fleet.catalog import write_secrets
+    from probe.fleet.config import FleetConfigError, default_config, load_fleet_config
+    from probe.fleet.serve import bind_fleet, serve_forever, with_hosts
+
     try:
         fleet_config = load_fleet_config(config) if config else default_config()
         fleet_config = with_hosts(fleet_config, hosts)

@@ -13,11 +13,6 @@ from rich.table import Table
 
 from probe.cli.fail import fail
 from probe.cli.options import DbOption
-from probe.store import engine as store_engine
-from probe.store.catalog import find_endpoint
-from probe.store.errors import StoreError
-from probe.store.queries import check_history, document_history, run_history
-from probe.store.tables import DocumentKind
 
 _out = Console(highlight=False, soft_wrap=True)
 
@@ -35,6 +30,12 @@ def history_command(
     db: DbOption = None,
 ) -> None:
     """Show how an endpoint fared in stored runs, newest first, and when its documents changed."""
+    from probe.store import engine as store_engine
+    from probe.store.catalog import find_endpoint
+    from probe.store.errors import StoreError
+    from probe.store.queries import check_history, document_history, run_history
+    from probe.store.tables import DocumentKind
+
     try:
         store = store_engine.open_store(db, migrate=False)
     except StoreError as exc:

@@ -13,13 +13,6 @@ from rich.text import Text
 
 from probe.cli.fail import fail, fail_lines
 from probe.cli.options import DbOption
-from probe.score.authorizations import (
-    AuthorizationImportError,
-    import_authorizations,
-    read_authorization_csv,
-)
-from probe.store.engine import open_store, safe_url
-from probe.store.errors import StoreError
 
 import_app = typer.Typer(
     name="import",
@@ -46,6 +39,14 @@ def import_authorizations_command(
     ] = False,
 ) -> None:
     """Load live-mode authorization attempts (authorization success and eligibility errors)."""
+    from probe.score.authorizations import (
+        AuthorizationImportError,
+        import_authorizations,
+        read_authorization_csv,
+    )
+    from probe.store.engine import open_store, safe_url
+    from probe.store.errors import StoreError
+
     try:
         log = read_authorization_csv(file)
     except AuthorizationImportError as exc:

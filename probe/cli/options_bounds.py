@@ -72,6 +72,8 @@ def fetch_limits(
     cross_origin_redirects: bool = False,
 ) -> Limits:
     """Per-request limits from the options: `timeout` is the read timeout, `total` the deadline."""
+    from probe.http.limits import Limits
+
     return Limits(
         connect_timeout=min(timeout, _DEFAULTS.connect_timeout),
         read_timeout=timeout,

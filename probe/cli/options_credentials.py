@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 
-from probe.directory.schema import (
-    BackendServicesCredentials,
-    BearerCredentials,
-    RefreshTokenCredentials,
-    SecretRef,
-)
-from probe.sync.auth import Credentials
+if TYPE_CHECKING:
+    from probe.sync.auth import Credentials
 
 
 def credentials_from_options(
@@ -31,6 +25,15 @@ def credentials_from_options(
     token_url: str | None,
 ) -> Credentials | None:
     """The credentials the options describe; ValueError with a usage message when inconsistent."""
+    from pydantic import ValidationError
+
+    from probe.directory.schema import (
+        BackendServicesCredentials,
+        BearerCredentials,
+        RefreshTokenCredentials,
+        SecretRef,
+    )
+
     kinds = [
         k
         for k, v in (

@@ -27,9 +27,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import anyio
+if TYPE_CHECKING:
+    from probe.prerelease.baseline import Baseline
+    from probe.prerelease.run import PrereleaseResult
+    from probe.store.handle import Store
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -39,26 +42,6 @@ import probe.cli.options_credentials as opts
 from probe.cli.fail import absolute_url, fail
 from probe.cli.options import DbOption
 from probe.cli.options_credentials import credentials_from_options
-from probe.drift.classify import ChangeKind
-from probe.drift.settings import DriftThresholds
-from probe.http.limits import Limits
-from probe.prerelease.baseline import Baseline, PrereleaseError, stored_baseline
-from probe.prerelease.gate import FailOn
-from probe.prerelease.observe import PatientSpec
-from probe.prerelease.report import (
-    baseline_line,
-    render_html,
-    render_junit,
-    render_markdown,
-    score_line,
-    value_text,
-    verdict,
-)
-from probe.prerelease.run import PrereleaseOptions, PrereleaseResult, run_prerelease, save_candidate
-from probe.store.engine import open_store
-from probe.store.errors import StoreError
-from probe.store.handle import Store
-from probe.sync.limits import SyncLimits
 
 EXIT_PASS = 0
 EXIT_GATE_FAILED = 1
@@ -71,6 +54,9 @@ KIND_STYLE = {"breaking": "bold red", "notable": "yellow", "cosmetic": "dim"}
 
 def print_summary(result: PrereleaseResult, console: Console) -> None:
     """The human summary: verdict, score, changes by kind, breaking changes, gate reasons."""
+    from probe.drift.classify import ChangeKind
+    from probe.prerelease.report import baseline_line, score_line, value_text, verdict
+
     counts = result.counts
     console.print(
         Text.assemble(
@@ -185,6 +171,19 @@ def prerelease_command(
     output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """Test a release candidate end to end, compare it with production, gate a payer's CI."""
+    import anyio
+
+    from probe.drift.settings import DriftThresholds
+    from probe.http.limits import Limits
+    from probe.prerelease.baseline import PrereleaseError, stored_baseline
+    from probe.prerelease.gate import FailOn
+    from probe.prerelease.observe import PatientSpec
+    from probe.prerelease.report import render_html, render_junit, render_markdown
+    from probe.prerelease.run import PrereleaseOptions, run_prerelease, save_candidate
+    from probe.store.engine import open_store
+    from probe.store.errors import StoreError
+    from probe.sync.limits import SyncLimits
+
     candidate_url = absolute_url(staging_url, "STAGING_URL")
     if baseline_url is not None and baseline_run is not None:
         fail("give --baseline URL or --baseline-run RUN_ID, not both")

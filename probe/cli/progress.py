@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -18,8 +18,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from probe.crawl.crawler import TargetOutcome
-from probe.store.tables import RunStatus
+if TYPE_CHECKING:
+    from probe.crawl.crawler import TargetOutcome
+    from probe.store.tables import RunStatus
 
 
 def _describe(outcome: TargetOutcome) -> str:

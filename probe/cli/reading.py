@@ -92,10 +92,11 @@ def scored_store(db: str | None) -> Iterator[Store]:
     except StoreError as exc:
         fail(str(exc))
     try:
-        if scored_payer_count(store) == 0:
-            fail(
-                f"no payers in {safe_url(store.engine.url)}; crawl a directory first (probe run endpoints.yaml)"
-            )
+        with store.session() as session:
+            payers = scored_payer_count(session)
+        if payers == 0:
+            database = safe_url(store.engine.url)
+            fail(f"no payers in {database}; crawl a directory first (probe run endpoints.yaml)")
         yield store
     finally:
         store.close()

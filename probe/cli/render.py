@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from probe.models import Report, Status
-from probe.sync.result import SyncResult
+from probe.models import Status
+
+if TYPE_CHECKING:
+    from probe.models import Report
+    from probe.sync.result import SyncResult
 
 STATUS_STYLE = {
     Status.PASS: "green",

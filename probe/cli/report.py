@@ -15,20 +15,6 @@ from rich.text import Text
 from probe.cli.fail import fail
 from probe.cli.options import AsOfOption, DbOption, RubricOption, WindowOption
 from probe.cli.reading import scored_store, scoring_options
-from probe.score.collect import (
-    first_authorization,
-    observation_times,
-    score_stored,
-)
-from probe.score.inputs import subtract_months
-from probe.score.report_changes import report_changes
-from probe.score.report_html import (
-    ReportError,
-    history_points,
-    render_report,
-    score_history,
-)
-from probe.store.engine import safe_url
 
 
 def report_command(
@@ -42,6 +28,12 @@ def report_command(
     rubric_path: RubricOption = None,
 ) -> None:
     """Write a self-contained HTML report: rankings, scorecards with evidence, charts over time."""
+    from probe.score.collect import first_authorization, observation_times, score_stored
+    from probe.score.inputs import subtract_months
+    from probe.score.report_changes import report_changes
+    from probe.score.report_html import ReportError, history_points, render_report, score_history
+    from probe.store.engine import safe_url
+
     scoring = scoring_options(window, as_of, rubric_path)
     rubric, months, moment = scoring.rubric, scoring.window_months, scoring.as_of
     if html.exists() and html.is_dir():

@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import anyio
+from probe.crawl.options import CrawlOptions
+
+if TYPE_CHECKING:
+    from probe.crawl.crawler import CrawlSummary
 import typer
 from rich.console import Console
-from sqlalchemy.exc import SQLAlchemyError
 
 from probe.cli import options_bounds as bounds
 from probe.cli.options import DbOption
 from probe.cli.progress import reporter_for, summary_table
-from probe.crawl.crawler import CrawlSummary, crawl, parse_shard, select_targets, unknown_names
-from probe.crawl.options import CrawlOptions
-from probe.directory.schema import DirectoryError, load_directory
-from probe.directory.secrets import SecretSource
-from probe.drift.notify import validate_webhook_url
-from probe.drift.settings import DriftSettings, DriftThresholds
-from probe.store.engine import open_store
-from probe.store.errors import RunLockHeld, StoreError
-from probe.store.tables import RunStatus
-from probe.sync.limits import SyncLimits
 
 EXIT_LOCKED = 3
 EXIT_STORE = 4
@@ -86,6 +78,20 @@ def run_command(
     ] = _CRAWL_DEFAULTS.store_down_limit,
 ) -> None:
     """Crawl every endpoint of a directory into the store (the nightly job), then detect drift."""
+    import anyio
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from probe.crawl.crawler import crawl, parse_shard, select_targets, unknown_names
+    from probe.crawl.options import CrawlOptions
+    from probe.directory.schema import DirectoryError, load_directory
+    from probe.directory.secrets import SecretSource
+    from probe.drift.notify import validate_webhook_url
+    from probe.drift.settings import DriftSettings, DriftThresholds
+    from probe.store.engine import open_store
+    from probe.store.errors import RunLockHeld, StoreError
+    from probe.store.tables import RunStatus
+    from probe.sync.limits import SyncLimits
+
     err = Console(stderr=True)
     try:  # drift options (docs/drift.md)
         webhook = validate_webhook_url(notify_webhook) if notify_webhook else None

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,15 +28,10 @@ from rich.text import Text
 from probe.cli.fail import fail
 from probe.cli.options import AsOfOption, DbOption, RubricOption, WindowOption
 from probe.cli.reading import scored_store, scoring_options
-from probe.score.collect import (
-    evidence_summary,
-)
-from probe.score.engine import PayerScore, Scorecard
-from probe.score.inputs import PayerInputs
-from probe.score.report_html import (
-    metric_view,
-)
-from probe.score.rubric import NOT_ENOUGH_DATA
+
+if TYPE_CHECKING:
+    from probe.score.engine import PayerScore, Scorecard
+    from probe.score.inputs import PayerInputs
 
 FORMATS = ("table", "json", "csv")
 CSV_COLUMNS = (
@@ -80,6 +75,9 @@ def _find_payer(card: Scorecard, inputs: Sequence[PayerInputs], name: str) -> Pa
 
 
 def _card_json(card: Scorecard, database: str, only: str | None) -> dict[str, Any]:
+    from probe.score.collect import evidence_summary
+    from probe.score.rubric import NOT_ENOUGH_DATA
+
     data = card.to_json()
     data["database"] = database
     for payer in data["payers"]:
@@ -206,6 +204,8 @@ def vendors_table(card: Scorecard) -> Table:
 
 def metrics_table(rank: int, s: PayerScore) -> Table:
     """One payer's per-metric rows: points, outcome, input, comment and evidence."""
+    from probe.score.report_html import metric_view
+
     table = Table(
         title=f"#{rank} {s.payer}: {s.total}/{s.max_total}", title_justify="left", show_lines=False
     )

@@ -6,24 +6,20 @@ Exit codes: 0 the sync completed (or partially), 1 it got no data, 2 usage error
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import anyio
+from probe.sync.limits import SyncLimits
+
+if TYPE_CHECKING:
+    from probe.sync.result import SyncResult
 import typer
 from rich.console import Console
 
 import probe.cli.options_credentials as opts
-from probe.checks.discovery import run_discovery
 from probe.cli import options_bounds as bounds
 from probe.cli.fail import base_url_argument, fail
 from probe.cli.options_credentials import credentials_from_options
 from probe.cli.render import sync_json, sync_tables
-from probe.directory.secrets import SecretSource, TokenStore
-from probe.http.fetch import Fetcher, new_client
-from probe.http.guard import AddressGuard
-from probe.sync.limits import SyncLimits
-from probe.sync.result import SyncResult
-from probe.sync.session import sync_patient
 
 _SYNC_DEFAULTS = SyncLimits()
 
@@ -61,6 +57,15 @@ def sync_command(
     ca_bundle: Annotated[str | None, typer.Option(help="CA bundle for private CAs")] = None,
 ) -> None:
     """Sync one test patient ($everything, paging, fallback, references) and print figures."""
+    import anyio
+
+    from probe.checks.discovery import run_discovery
+    from probe.directory.secrets import SecretSource, TokenStore
+    from probe.http.fetch import Fetcher, new_client
+    from probe.http.guard import AddressGuard
+    from probe.sync.limits import SyncLimits
+    from probe.sync.session import sync_patient
+
     url = base_url_argument(base_url)
     if output_format.lower() not in ("table", "json"):
         fail(f"--format must be table or json, not {output_format!r}")

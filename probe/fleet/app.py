@@ -31,6 +31,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from probe.directory.schema import Directory
+from probe.fleet.catalog import build_directory, build_secrets
 from probe.fleet.config import PAGING_STYLES, FleetConfig, PagingStyle, derive, derive_int
 from probe.fleet.credentials import PayerCredentials, payer_credentials
 from probe.fleet.documents import (
@@ -41,6 +42,7 @@ from probe.fleet.documents import (
     smart_configuration,
     tomcat_page,
 )
+from probe.fleet.errors import FleetReset
 from probe.fleet.faults import FaultPlanner
 from probe.fleet.fhir import FHIR_JSON, PLAIN_JSON, FhirContext, fhir_response, handle_fhir
 from probe.fleet.oauth import OAuthError, PayerAuth, TokenService, jwks
@@ -48,13 +50,10 @@ from probe.fleet.patients import PayerData, build_payer_data, patient_ids
 from probe.fleet.portal import portal_page
 from probe.fleet.sites import PayerSite, hostile_addresses, layout
 from probe.fleet.stats import FleetStats
+from probe.fleet.transport import FleetTransport
 
 DATA_CACHE_PAYERS = 256
 _MOUNTS = (("sandbox/fhir", "sandbox"), ("api/r4", "moved"), ("fhir", "production"))
-
-
-class FleetReset(ConnectionResetError):
-    """Raised out of the app (in-process only) where a real server would reset the connection."""
 
 
 class Fleet:
@@ -140,21 +139,15 @@ class Fleet:
 
     def directory(self, secrets_file: str | None = None) -> Directory:
         """The endpoints directory for this fleet (credentials by reference only)."""
-        from probe.fleet.catalog import build_directory
-
         return build_directory(self, secrets_file)
 
     def secrets(self) -> dict[str, str]:
         """The secrets file's mapping (key -> secret) the directory refers to."""
-        from probe.fleet.catalog import build_secrets
-
         return build_secrets(self)
 
     def transport(self) -> httpx.AsyncBaseTransport:
         """An httpx transport into this app that refuses unserved addresses and maps resets."""
-        from probe.fleet.transport import FleetTransport
-
-        return FleetTransport(self)
+        return FleetTransport(self.app, self.addresses, self.port)
 
     # -- routes -------------------------------------------------------------------------------
 

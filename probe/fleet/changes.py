@@ -27,17 +27,15 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from probe.fleet.app import Fleet
 from probe.fleet.documents import operation_outcome
-
-if TYPE_CHECKING:
-    from probe.fleet.app import Fleet
 
 _JSON_PATHS = ("/metadata", "/.well-known/smart-configuration")
 

@@ -142,7 +142,7 @@ async def test_sandbox_only_503(client_for: Client) -> None:
 
 
 async def test_plain_asgi_transport_raises_fleet_reset() -> None:
-    from probe.fleet.app import FleetReset
+    from probe.fleet.errors import FleetReset
 
     fleet = make_fleet({"slug": "p", "archetypes": [{"flaky": {"error_rate": 0, "reset_rate": 1}}]})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fleet.app)) as client:

@@ -6,7 +6,8 @@ import pytest
 
 from probe.fleet.app import Fleet
 from probe.fleet.config import FleetConfigError, parse_fleet_config
-from probe.fleet.hostile import HOSTILE_PARAMS, request_scope
+from probe.fleet.hostile import request_scope
+from probe.fleet.hostile_params import HOSTILE_PARAMS
 
 
 def test_each_hostile_payer_gets_its_own_address_and_ordinary_payers_do_not_move() -> None:

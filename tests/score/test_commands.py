@@ -17,7 +17,8 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from probe.cli.app import app
-from probe.cli.score import CSV_COLUMNS, parse_as_of
+from probe.cli.reading import parse_as_of
+from probe.cli.score import CSV_COLUMNS
 from probe.directory.schema import Directory
 from probe.models import CheckResult, CheckSpec, Exchange, ExtractStep, Severity, Status
 from probe.store.handle import Store

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from probe.cli.app import app
-from probe.cli.db import history
+from probe.cli.history import history_command
 from probe.models import Status
 from probe.store.engine import create_store_engine, head_revision, open_store
 from probe.store.handle import Store
@@ -98,7 +98,7 @@ def test_bad_url_exits_2() -> None:
 
 def _history_app() -> typer.Typer:
     hist = typer.Typer()
-    hist.command("history")(history)
+    hist.command("history")(history_command)
 
     @hist.callback()
     def _root() -> None:
