@@ -15,12 +15,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest
 
 lint: install
 	$(VENV)/bin/ruff check probe tests bench migrations
 	$(VENV)/bin/ruff format --check probe tests bench migrations
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 demo: install
 	$(VENV)/bin/probe demo

@@ -30,8 +30,9 @@ from probe.cli.options import AsOfOption, DbOption, RubricOption, WindowOption
 from probe.cli.reading import scored_store, scoring_options
 
 if TYPE_CHECKING:
-    from probe.score.engine import PayerScore, Scorecard
+    from probe.score.engine import Scorecard
     from probe.score.inputs import PayerInputs
+    from probe.score.results import PayerScore
 
 FORMATS = ("table", "json", "csv")
 CSV_COLUMNS = (

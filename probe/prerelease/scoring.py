@@ -15,8 +15,9 @@ from probe.score.collect import (
     REQUEST_STEPS,
     resource_type_of,
 )
-from probe.score.engine import MetricScore, score_payer
+from probe.score.engine import score_payer
 from probe.score.inputs import EverythingLevel, PayerInputs, RateInput, RefreshInput, Sample, Window
+from probe.score.results import MetricScore
 from probe.score.rubric import Rubric, default_rubric
 
 #: Rubric metrics a single prerelease run can observe (sources include ``observed``), minus

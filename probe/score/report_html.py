@@ -29,8 +29,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from probe.score.collect import evidence_summary
-from probe.score.engine import MetricScore, PayerScore, Scorecard, score
+from probe.score.engine import Scorecard, score
 from probe.score.inputs import PayerInputs, as_utc, subtract_months
+from probe.score.results import MetricScore, PayerScore
 from probe.score.rubric import NOT_ENOUGH_DATA, Rubric
 
 MAX_RUN_POINTS = 62

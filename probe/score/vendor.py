@@ -15,12 +15,10 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from probe.score.results import PayerScore
 from probe.score.rubric import Rubric
-
-if TYPE_CHECKING:
-    from probe.score.engine import PayerScore
 
 
 def median(values: Sequence[float]) -> float:

@@ -7,8 +7,9 @@ from fractions import Fraction
 from typing import Any
 
 from probe.directory.schema import OrganizationStatus
-from probe.score.engine import MetricScore, score_payer
+from probe.score.engine import score_payer
 from probe.score.inputs import PayerInputs, RateInput, Sample, Window
+from probe.score.results import MetricScore
 from probe.score.rubric import Rubric
 
 AS_OF = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
