@@ -20,7 +20,7 @@ from rich.text import Text
 from probe.cli.fail import fail
 
 if TYPE_CHECKING:
-    from probe.directory.importers import ImportIssue
+    from probe.directory.records import ImportIssue
 
 directory_app = typer.Typer(
     help="The payer directory (endpoints.yaml): validate it, seed it, import the CMS directory.",
@@ -36,7 +36,7 @@ def _stderr() -> Console:
 
 def issues_table(issues: Sequence[ImportIssue], title: str) -> Table:
     """The report of unusable values as a rich table (values shown literally, never as markup)."""
-    from probe.directory.importers import one_line
+    from probe.directory.cells import one_line
 
     table = Table(title=title, title_justify="left", show_lines=False, expand=False)
     for name, style in (
@@ -109,7 +109,8 @@ def seed(
     ] = None,
 ) -> None:
     """Seed an endpoints file from payers.csv: one entry per payer, rows merged (deterministic)."""
-    from probe.directory.importers import ImportFormatError, render_seed, seed_from_csv
+    from probe.directory.records import ImportFormatError
+    from probe.directory.seed import render_seed, seed_from_csv
 
     try:
         result = seed_from_csv(csv_file)
@@ -142,7 +143,8 @@ def import_cms_command(
     The YAML goes to --out (or stdout, where the summary becomes its header comment); the report
     of unusable values goes to stderr as a table; with --out the summary goes to stdout.
     """
-    from probe.directory.importers import ImportFormatError, import_cms, render_cms
+    from probe.directory.cms import import_cms, render_cms
+    from probe.directory.records import ImportFormatError
 
     try:
         result = import_cms(csv_file)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from probe.directory.importers import (
+from probe.directory.cells import (
     UnusableValue,
     base_urls_in_cell,
     clean_vendor,
-    cms_payer_name,
-    column_letter,
     describe_text,
     normalize_base_url,
-    payer_key,
     portal_in_cell,
 )
+from probe.directory.cms import cms_payer_name, column_letter
+from probe.directory.seed import payer_key
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ import yaml
 from typer.testing import CliRunner
 
 from probe.cli.directory import directory_app
-from probe.directory.importers import CmsImport, ImportFormatError, import_cms
+from probe.directory.cms import CmsImport, import_cms
+from probe.directory.records import ImportFormatError
 from probe.directory.schema import Environment, LineOfBusiness, parse_directory
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"

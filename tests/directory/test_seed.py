@@ -8,8 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from probe.cli.directory import directory_app
-from probe.directory.importers import ImportFormatError, Seed, render_seed, seed_from_csv
+from probe.directory.records import ImportFormatError
 from probe.directory.schema import Directory, load_directory, parse_directory, targets
+from probe.directory.seed import Seed, render_seed, seed_from_csv
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(__file__).resolve().parents[3] / "shared"
