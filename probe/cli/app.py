@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import typer
 from typer._click.core import Command, Context  # typer 0.29 carries its own click
 from typer._click.formatting import HelpFormatter
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand
+
+from probe.cli.groups import HelpGroup
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +115,7 @@ def load_command(name: str) -> Command:
     return command
 
 
-class LazyGroup(TyperGroup):
+class LazyGroup(HelpGroup):
     """A command group whose sub-commands are imported on first use.
 
     Its own help lists the sub-commands from their summaries without importing them (building a

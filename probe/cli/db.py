@@ -14,6 +14,8 @@ import click
 import typer
 from rich.console import Console
 
+from probe.cli.groups import HelpGroup
+
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
@@ -21,6 +23,7 @@ from probe.cli.fail import fail
 from probe.cli.options import DbOption
 
 db_app = typer.Typer(
+    cls=HelpGroup,
     name="db",
     help="Create, inspect and migrate the observation database.",
     no_args_is_help=True,

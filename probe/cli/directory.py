@@ -18,11 +18,13 @@ from rich.table import Table
 from rich.text import Text
 
 from probe.cli.fail import fail
+from probe.cli.groups import HelpGroup
 
 if TYPE_CHECKING:
     from probe.directory.records import ImportIssue
 
 directory_app = typer.Typer(
+    cls=HelpGroup,
     help="The payer directory (endpoints.yaml): validate it, seed it, import the CMS directory.",
     no_args_is_help=True,
     add_completion=False,

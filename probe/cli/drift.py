@@ -23,12 +23,14 @@ from rich.table import Table
 from rich.text import Text
 
 from probe.cli.fail import fail
+from probe.cli.groups import HelpGroup
 from probe.cli.options import DbOption
 
 KIND_STYLE = {"breaking": "bold red", "notable": "yellow", "cosmetic": "dim"}
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([dhw])\s*$", re.IGNORECASE)
 
 drift_app = typer.Typer(
+    cls=HelpGroup,
     name="drift",
     help="Drift events: what changed at each endpoint between nightly runs (docs/drift.md).",
     invoke_without_command=True,

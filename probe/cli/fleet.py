@@ -12,8 +12,10 @@ from typing import Annotated
 import typer
 
 from probe.cli.fail import fail
+from probe.cli.groups import HelpGroup
 
 fleet_app = typer.Typer(
+    cls=HelpGroup,
     help="A simulated fleet of payer FHIR servers on loopback (for tests, demos, benchmarks).",
     no_args_is_help=True,
 )

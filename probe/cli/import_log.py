@@ -12,9 +12,11 @@ from rich.console import Console
 from rich.text import Text
 
 from probe.cli.fail import fail, fail_lines
+from probe.cli.groups import HelpGroup
 from probe.cli.options import DbOption
 
 import_app = typer.Typer(
+    cls=HelpGroup,
     name="import",
     help="Import what probe cannot observe (the authorization log).",
     no_args_is_help=True,

@@ -11,7 +11,16 @@ import pytest
 
 from probe.cli.app import COMMANDS, load_command
 
-HEAVY = ("sqlalchemy", "alembic", "fhir.resources", "starlette", "uvicorn", "httpx", "jinja2")
+HEAVY = (
+    "sqlalchemy",
+    "alembic",
+    "fhir.resources",
+    "pydantic",
+    "starlette",
+    "uvicorn",
+    "httpx",
+    "jinja2",
+)
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
@@ -36,7 +45,8 @@ def _modules_after(*argv: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "argv", [("--help",), ("check", "--help"), ("sync", "--help"), ("run", "--help")]
+    "argv",
+    [("--help",), ("check", "--help"), ("sync", "--help"), ("run", "--help"), ("db", "--help")],
 )
 def test_help_imports_nothing_heavy(argv: tuple[str, ...]) -> None:
     loaded = _modules_after(*argv)
