@@ -22,7 +22,7 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +36,13 @@ import httpx
 from probe import __version__
 from probe.http.breaker import CircuitBreaker, OpenCircuit
 from probe.http.connect import ConnectRefused, guarded_transport
+from probe.http.decode import (
+    ACCEPT_ENCODING,
+    STEP,
+    BoundedDecoder,
+    CorruptEncoding,
+    UnsupportedEncoding,
+)
 from probe.http.guard import AddressGuard
 from probe.http.limits import Limits
 from probe.http.redact import redact_url
@@ -51,6 +58,9 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: Of a body cut at the cap, only this much is kept (it cannot be parsed; it is evidence).
 KEPT_OF_TRUNCATED = 64 * 1024
 _SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+#: One hop's response: status, headers, body (decoded), truncated at the cap, declared length,
+#: decoded size, and a named problem with the body (error class, detail) or None.
+_Streamed = tuple[int, list[tuple[str, str]], bytes, bool, int | None, int, tuple[str, str] | None]
 
 
 class HostGate(Protocol):
@@ -217,9 +227,10 @@ class Fetcher:
                 for _ in range(self.limits.max_redirects + 1):
                     send_headers = _headers_for(current, origin, accept, headers)
                     progress.head = False
-                    status, resp_headers, body, truncated, declared, size = await self._send(
+                    streamed = await self._send(
                         current_method, current, send_headers, current_content, progress
                     )
+                    status, resp_headers, body, truncated, declared, size, problem = streamed
                     self._record(current, status, resp_headers, body, None)
                     location = _header(resp_headers, "location")
                     if status in _REDIRECT_STATUSES and location:
@@ -254,6 +265,8 @@ class Fetcher:
                             if declared is not None and declared > cap
                             else f"body exceeded {cap} bytes"
                         )
+                    if problem is not None:
+                        return answered(*problem)
                     return answered("body_too_large" if truncated else None, too_large)
                 return answered(
                     "too_many_redirects", f"more than {self.limits.max_redirects} redirects"
@@ -307,7 +320,7 @@ class Fetcher:
         headers: dict[str, str],
         content: bytes | None,
         progress: _Progress,
-    ) -> tuple[int, list[tuple[str, str]], bytes, bool, int | None, int]:
+    ) -> _Streamed:
         host = httpx.URL(url).host
         self._check_circuit(host)
         if self.gate is not None:
@@ -329,7 +342,7 @@ class Fetcher:
         headers: dict[str, str],
         content: bytes | None,
         progress: _Progress,
-    ) -> tuple[int, list[tuple[str, str]], bytes, bool, int | None, int]:
+    ) -> _Streamed:
         cap = self.limits.max_body_bytes
         timeout = httpx.Timeout(
             connect=self.limits.connect_timeout,
@@ -348,25 +361,63 @@ class Fetcher:
         try:
             received = list(response.headers.multi_items())
             declared = _declared_length(response.headers)
-            if (
-                declared is not None
-                and declared > cap
-                and "content-encoding" not in response.headers
-            ):
-                return response.status_code, received, b"", True, declared, 0
+            if declared is not None and declared > cap:
+                # Over the cap before a byte is read (decoded, it can only be larger).
+                return response.status_code, received, b"", True, declared, 0, None
+            try:
+                # A response built in memory (a mock transport) was read, and decoded, already.
+                coding = (
+                    None
+                    if response.is_stream_consumed
+                    else response.headers.get("content-encoding")
+                )
+                decoder = BoundedDecoder(coding)
+            except UnsupportedEncoding as exc:
+                problem = ("unsupported_content_encoding", str(exc))
+                return response.status_code, received, b"", False, declared, 0, problem
             chunks: list[bytes] = []
             size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > cap:
-                    # Unusable anyway: keep only its start (for evidence), not a copy of it all.
-                    head = _head(chunks, KEPT_OF_TRUNCATED)
-                    chunks.clear()
-                    return response.status_code, received, head, True, declared, cap
-                chunks.append(chunk)
-            return response.status_code, received, b"".join(chunks), False, declared, size
+            raw_size = 0
+            try:
+                async for raw in _raw_chunks(response):
+                    raw_size += len(raw)
+                    for piece in decoder.feed(raw):
+                        size += len(piece)
+                        if size > cap or raw_size > cap:
+                            return self._cut(response, received, chunks, declared, cap)
+                        chunks.append(piece)
+                for piece in decoder.finish():
+                    size += len(piece)
+                    if size > cap:
+                        return self._cut(response, received, chunks, declared, cap)
+                    chunks.append(piece)
+            except CorruptEncoding as exc:
+                body = _head(chunks, KEPT_OF_TRUNCATED)
+                return (
+                    response.status_code,
+                    received,
+                    body,
+                    False,
+                    declared,
+                    size,
+                    ("decoding_error", str(exc)),
+                )
+            return response.status_code, received, b"".join(chunks), False, declared, size, None
         finally:
             await response.aclose()
+
+    @staticmethod
+    def _cut(
+        response: httpx.Response,
+        received: list[tuple[str, str]],
+        chunks: list[bytes],
+        declared: int | None,
+        cap: int,
+    ) -> _Streamed:
+        """A body over the cap: unusable anyway, so only its start is kept (as evidence)."""
+        head = _head(chunks, KEPT_OF_TRUNCATED)
+        chunks.clear()
+        return response.status_code, received, head, True, declared, cap, None
 
     def _exchange(
         self,
@@ -446,6 +497,17 @@ class _Progress:
     head: bool = False
 
 
+async def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body as received (content codings not undone); an in-memory body in STEP pieces."""
+    if response.is_stream_consumed:
+        content = response.content
+        for start in range(0, len(content), STEP):
+            yield content[start : start + STEP]
+        return
+    async for raw in response.aiter_raw():
+        yield raw
+
+
 def _head(chunks: list[bytes], limit: int) -> bytes:
     """The first `limit` bytes of a list of chunks, without joining them all."""
     kept = bytearray()
@@ -486,7 +548,7 @@ def _headers_for(
     url: str, origin: str, accept: str, extra: Mapping[str, str] | None
 ) -> dict[str, str]:
     """Request headers for `url`: credentials only when it is on the intended origin."""
-    headers = {"Accept": accept, "User-Agent": USER_AGENT}
+    headers = {"Accept": accept, "Accept-Encoding": ACCEPT_ENCODING, "User-Agent": USER_AGENT}
     same_origin = origin_of(url) == origin
     for key, value in (extra or {}).items():
         if key.lower() in _SENSITIVE_HEADERS and not same_origin:
