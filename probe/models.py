@@ -62,6 +62,8 @@ class Exchange:
     ``timeout``, ...) when there was no response; `status` is then None. `body` is the
     (size-capped) response body and is never persisted; of a body cut at the cap (`truncated`)
     only the first 64 KiB are kept, while `size_bytes` says how much was received.
+    `latency_ms` is the server's time (on the wire, every redirect hop included); `wait_ms` is
+    probe's own waiting before sending (politeness slots), never part of the latency.
     """
 
     method: str
@@ -79,6 +81,7 @@ class Exchange:
     body: bytes = field(default=b"", repr=False)
     truncated: bool = False
     started_at: datetime | None = None
+    wait_ms: float = 0.0
 
     @property
     def ok(self) -> bool:

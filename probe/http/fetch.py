@@ -210,67 +210,70 @@ class Fetcher:
         current_method = method
         current_content = content
         cap = self.limits.max_body_bytes
-        progress = _Progress()
+        progress = _Progress(remaining=self.limits.total_timeout)
 
         def failure(error_class: str, detail: str) -> Exchange:
-            return self._failure(method, url, step, t0, started, hops, error_class, detail)
+            return self._failure(
+                method, url, step, t0, started, hops, error_class, detail, progress.waited
+            )
 
         def answered(error_class: str | None = None, detail: str | None = None) -> Exchange:
             """The exchange for the response just received (the loop's current variables)."""
             return self._exchange(
                 method, url, step, t0, started, status, resp_headers, body, truncated, hops,
                 current, size=size, error_class=error_class, error_detail=detail,
+                waited=progress.waited,
             )  # fmt: skip
 
         try:
-            with anyio.fail_after(self.limits.total_timeout):
-                for _ in range(self.limits.max_redirects + 1):
-                    send_headers = _headers_for(current, origin, accept, headers)
-                    progress.head = False
-                    streamed = await self._send(
-                        current_method, current, send_headers, current_content, progress
-                    )
-                    status, resp_headers, body, truncated, declared, size, problem = streamed
-                    self._record(current, status, resp_headers, body, None)
-                    location = _header(resp_headers, "location")
-                    if status in _REDIRECT_STATUSES and location:
-                        target = urljoin(current, location)
-                        same_origin = origin_of(target) == origin
-                        keeps_body = current_content is not None and status in (307, 308)
-                        refusal: tuple[str, str] | None = None
-                        if not same_origin and (not follow_cross_origin or keeps_body):
-                            why = " with the request body" if keeps_body else ""
-                            refusal = (
-                                "redirect_cross_origin",
-                                f"redirect to another origin{why}: {redact_url(target)}",
-                            )
-                        elif not same_origin:
-                            ssrf = await self.guard.refusal(url, target)
-                            if ssrf is not None:
-                                refusal = (
-                                    "ssrf_refused",
-                                    f"redirect to {redact_url(target)}: {ssrf}",
-                                )
-                        if refusal is not None:
-                            return answered(*refusal)
-                        hops.append(redact_url(target))
-                        if status == 303 or (status in (301, 302) and current_method == "POST"):
-                            current_method, current_content = "GET", None
-                        current = target
-                        continue
-                    too_large = None
-                    if truncated:
-                        too_large = (
-                            f"declared {declared} bytes, over the {cap}-byte cap (not read)"
-                            if declared is not None and declared > cap
-                            else f"body exceeded {cap} bytes"
-                        )
-                    if problem is not None:
-                        return answered(*problem)
-                    return answered("body_too_large" if truncated else None, too_large)
-                return answered(
-                    "too_many_redirects", f"more than {self.limits.max_redirects} redirects"
+            # The deadline counts time on the wire only: waiting for a slot is not the server's.
+            for _ in range(self.limits.max_redirects + 1):
+                send_headers = _headers_for(current, origin, accept, headers)
+                progress.head = False
+                streamed = await self._send(
+                    current_method, current, send_headers, current_content, progress
                 )
+                status, resp_headers, body, truncated, declared, size, problem = streamed
+                self._record(current, status, resp_headers, body, None)
+                location = _header(resp_headers, "location")
+                if status in _REDIRECT_STATUSES and location:
+                    target = urljoin(current, location)
+                    same_origin = origin_of(target) == origin
+                    keeps_body = current_content is not None and status in (307, 308)
+                    refusal: tuple[str, str] | None = None
+                    if not same_origin and (not follow_cross_origin or keeps_body):
+                        why = " with the request body" if keeps_body else ""
+                        refusal = (
+                            "redirect_cross_origin",
+                            f"redirect to another origin{why}: {redact_url(target)}",
+                        )
+                    elif not same_origin:
+                        ssrf = await self.guard.refusal(url, target)
+                        if ssrf is not None:
+                            refusal = (
+                                "ssrf_refused",
+                                f"redirect to {redact_url(target)}: {ssrf}",
+                            )
+                    if refusal is not None:
+                        return answered(*refusal)
+                    hops.append(redact_url(target))
+                    if status == 303 or (status in (301, 302) and current_method == "POST"):
+                        current_method, current_content = "GET", None
+                    current = target
+                    continue
+                too_large = None
+                if truncated:
+                    too_large = (
+                        f"declared {declared} bytes, over the {cap}-byte cap (not read)"
+                        if declared is not None and declared > cap
+                        else f"body exceeded {cap} bytes"
+                    )
+                if problem is not None:
+                    return answered(*problem)
+                return answered("body_too_large" if truncated else None, too_large)
+            return answered(
+                "too_many_redirects", f"more than {self.limits.max_redirects} redirects"
+            )
         except _CircuitOpen as exc:
             circuit = exc.circuit
             return failure(
@@ -323,11 +326,29 @@ class Fetcher:
     ) -> _Streamed:
         host = httpx.URL(url).host
         self._check_circuit(host)
-        if self.gate is not None:
-            async with self.gate.slot(host):
-                self._check_circuit(host)  # it may have opened while this request waited
+        if self.gate is None:
+            return await self._on_the_wire(method, url, headers, content, progress)
+        queued = time.perf_counter()
+        async with self.gate.slot(host):
+            progress.waited += time.perf_counter() - queued
+            self._check_circuit(host)  # it may have opened while this request waited
+            return await self._on_the_wire(method, url, headers, content, progress)
+
+    async def _on_the_wire(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        content: bytes | None,
+        progress: _Progress,
+    ) -> _Streamed:
+        """One hop under what is left of the total deadline (probe's own waiting excluded)."""
+        started = time.perf_counter()
+        try:
+            with anyio.fail_after(max(progress.remaining, 0.0)):
                 return await self._stream(method, url, headers, content, progress)
-        return await self._stream(method, url, headers, content, progress)
+        finally:
+            progress.remaining -= time.perf_counter() - started
 
     def _check_circuit(self, host: str) -> None:
         if self.breaker is not None:
@@ -436,13 +457,15 @@ class Fetcher:
         size: int,
         error_class: str | None = None,
         error_detail: str | None = None,
+        waited: float = 0.0,
     ) -> Exchange:
         return Exchange(
             method=method,
             url=redact_url(url),
             step=step,
             status=status,
-            latency_ms=(time.perf_counter() - t0) * 1000,
+            latency_ms=(time.perf_counter() - t0 - waited) * 1000,
+            wait_ms=waited * 1000,
             size_bytes=size,
             content_type=_header(headers, "content-type"),
             error_class=error_class,
@@ -465,12 +488,14 @@ class Fetcher:
         hops: list[str],
         error_class: str,
         detail: str,
+        waited: float = 0.0,
     ) -> Exchange:
         return Exchange(
             method=method,
             url=redact_url(url),
             step=step,
-            latency_ms=(time.perf_counter() - t0) * 1000,
+            latency_ms=(time.perf_counter() - t0 - waited) * 1000,
+            wait_ms=waited * 1000,
             error_class=error_class,
             error_detail=detail,
             redirects=tuple(hops),
@@ -492,9 +517,12 @@ class _NoResponse(Exception):
 
 @dataclass(slots=True)
 class _Progress:
-    """Whether the current hop's response head has arrived (a timeout is named by it)."""
+    """One request's progress: whether the current hop's response head has arrived (a timeout
+    is named by it), seconds left of its deadline on the wire, seconds waited for slots."""
 
+    remaining: float
     head: bool = False
+    waited: float = 0.0
 
 
 async def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:

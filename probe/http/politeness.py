@@ -1,7 +1,8 @@
 """Per-host politeness and a total concurrency cap, applied around every request.
 
 A host gets at most `per_host` requests in flight and request starts at least `1/rate`
-seconds apart; the whole process has at most `total` requests in flight.
+seconds apart; the whole process has at most `total` requests in flight. A request waiting for
+its host's interval does not hold one of the `total` slots: those go to requests ready to send.
 """
 
 from __future__ import annotations
@@ -44,20 +45,21 @@ class Politeness:
     async def slot(self, host: str) -> AsyncIterator[None]:
         """Hold one request slot for `host`, waiting for concurrency and the minimum interval."""
         state = self._host(host)
-        async with state.slots, self._total:
+        async with state.slots:
             async with state.lock:
                 now = anyio.current_time()
                 start = max(now, state.next_start)
                 state.next_start = start + self.interval
             if start > now:
                 await anyio.sleep(start - now)
-            state.in_flight += 1
-            state.requests += 1
-            state.max_in_flight = max(state.max_in_flight, state.in_flight)
-            try:
-                yield
-            finally:
-                state.in_flight -= 1
+            async with self._total:
+                state.in_flight += 1
+                state.requests += 1
+                state.max_in_flight = max(state.max_in_flight, state.in_flight)
+                try:
+                    yield
+                finally:
+                    state.in_flight -= 1
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per host: requests made and the most ever in flight at once."""
