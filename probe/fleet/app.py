@@ -8,7 +8,8 @@ stats. The same app object is served by one uvicorn server per address (see
     /payers/{slug}/fhir/...            production base (FHIR API, metadata, SMART config)
     /payers/{slug}/api/r4/...          new base of a `moved` payer
     /payers/{slug}/sandbox/fhir/...    sandbox base of a `sandbox_only` payer
-    /payers/{slug}/oauth/{authorize,token,revoke,jwks}
+    /payers/{slug}/oauth/{authorize,consent,token,revoke,jwks}
+    /_idv/idme/{slug}/verify           identity-verification detour (probe.fleet.journeys)
     /_fleet/stats (GET; DELETE resets), /_fleet/health
 """
 
@@ -45,6 +46,7 @@ from probe.fleet.documents import (
 from probe.fleet.errors import FleetReset
 from probe.fleet.faults import FaultPlanner
 from probe.fleet.fhir import FHIR_JSON, PLAIN_JSON, FhirContext, fhir_response, handle_fhir
+from probe.fleet.journeys import Journeys
 from probe.fleet.oauth import OAuthError, PayerAuth, TokenService, jwks
 from probe.fleet.patients import PayerData, build_payer_data, patient_ids
 from probe.fleet.portal import portal_page
@@ -72,6 +74,7 @@ class Fleet:
         self.hostile_addresses = hostile_addresses(self.sites)  # served by fleet.hostile
         self.stats = FleetStats(log_headers=config.log_headers, max_records=config.max_log_records)
         self.tokens = TokenService(config.seed, clock)
+        self.journeys = Journeys(self.tokens)
         self.faults = FaultPlanner(config.seed)
         self._data: OrderedDict[str, PayerData] = OrderedDict()
         self._auth: dict[str, PayerAuth] = {}
@@ -88,6 +91,7 @@ class Fleet:
             Route("/_fleet/stats", self._stats_route, methods=["GET", "DELETE"]),
             Route("/_fleet/health", self._health_route, methods=["GET"]),
             Route("/payers/{slug}/{rest:path}", self._payer_route, methods=["GET", "POST"]),
+            Route("/_idv/idme/{slug}/verify", self._idv_route, methods=["GET", "POST"]),
         ]
         self.app = _Accounting(self, Starlette(routes=routes))
 
@@ -165,6 +169,16 @@ class Fleet:
         except ValueError:
             records = 0
         return JSONResponse(self.stats.snapshot(host=host, records=records))
+
+    async def _idv_route(self, request: Request) -> Response:
+        site = self.sites.get(request.path_params["slug"])
+        if (
+            site is None
+            or site.config.oauth.journey != "identity_verification"
+            or _server(request.scope)[0] != site.idv_host
+        ):
+            return Response("Not Found", 404, media_type="text/plain")
+        return await self.journeys.verify_identity(request, site)
 
     async def _payer_route(self, request: Request) -> Response:
         slug = request.path_params["slug"]
@@ -281,14 +295,10 @@ class Fleet:
                 form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
                 body = self.tokens.token(auth, form, request.headers.get("authorization"))
                 return JSONResponse(body, headers=no_store)
-            if name == "authorize" and request.method == "GET":
-                params = dict(request.query_params)
-                self.tokens.authorize(auth, params)
-                action = site.oauth_url("authorize")
-                return HTMLResponse(login_page(site.config.display_name, action, params))
-            if name == "authorize" and request.method == "POST":
-                form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
-                return RedirectResponse(self.tokens.approve(auth, form), status_code=302)
+            if name == "authorize":
+                return await self.journeys.authorize(request, site, auth)
+            if name == "consent":
+                return await self.journeys.consent(request, site, auth)
             if name == "revoke" and request.method == "POST":
                 form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
                 self.tokens.revoke(form.get("token", ""))

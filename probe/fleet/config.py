@@ -30,6 +30,29 @@ CLIENT_AUTHS: tuple[ClientAuth, ...] = (
     "private_key_jwt",
     "bearer",
 )
+# The member login journey behind a payer's authorize endpoint (docs/fleet.md, "Login journeys").
+Journey = Literal[
+    "consent",
+    "consent_scopes",
+    "identity_verification",
+    "ineligible",
+    "popup",
+    "slow",
+    "drops_state",
+    "not_active",
+    "default_deny",
+]
+JOURNEYS: tuple[Journey, ...] = (
+    "consent",
+    "consent_scopes",
+    "identity_verification",
+    "ineligible",
+    "popup",
+    "slow",
+    "drops_state",
+    "not_active",
+    "default_deny",
+)
 
 
 class _Strict(BaseModel):
@@ -44,6 +67,7 @@ class OAuthConfig(_Strict):
     refresh_token_lifetime_s: float | None = Field(default=None, gt=0)
     rotate_refresh_tokens: bool = False
     key_algorithm: Literal["ES384", "RS384"] = "ES384"
+    journey: Journey = "consent"
 
 
 class PayerConfig(_Strict):

@@ -276,7 +276,7 @@ def tomcat_page(status: int, message: str) -> str:
 
 
 def login_page(name: str, action: str, hidden: dict[str, str]) -> str:
-    """The member sign-in page a gateway shows (for /metadata in `html_login`, and authorize)."""
+    """The member sign-in page a gateway shows at /metadata (`html_login`); see journeys.py."""
     fields = "".join(
         f'<input type="hidden" name="{k}" value="{_escape(v)}"/>' for k, v in hidden.items()
     )

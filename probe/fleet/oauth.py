@@ -6,7 +6,9 @@ Client authentication: ``client_secret_basic``, ``client_secret_post``, public c
 registered public key, with ``aud`` = token URL, ``exp``, ``iss`` = ``sub`` = client_id and a
 one-time ``jti``). A client must use the method it is registered with. Errors follow RFC 6749
 (``invalid_client``, ``invalid_grant``, ...). Access tokens expire (``expires_in``), or after a
-number of uses for `expiring_tokens`; refresh tokens may expire and may rotate.
+number of uses for `expiring_tokens`; refresh tokens may expire and may rotate. The member
+sign-in pages and consent steps in front of the code are in :mod:`probe.fleet.journeys`; this
+module keeps their state (sign-in sessions) and mints the codes.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from probe.fleet.credentials import PayerCredentials, issuer_key
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MEMBER_PASSWORD = "password"
 PATIENT_SCOPE = "launch/patient openid fhirUser offline_access patient/*.read"
+SESSION_LIFETIME_S = 600.0
 
 
 @dataclass(slots=True)
@@ -55,6 +58,16 @@ class _Code:
     challenge: str
     patient: str
     scope: str
+    expires_at: float
+
+
+@dataclass(slots=True)
+class MemberSession:
+    """A member who signed in and has not yet decided on one authorization request."""
+
+    payer: str
+    params: dict[str, str]
+    patient: str
     expires_at: float
 
 
@@ -91,6 +104,7 @@ class TokenService:
         self.access: dict[str, Grant] = {}
         self.refresh: dict[str, Grant] = {}
         self._codes: dict[str, _Code] = {}
+        self._sessions: dict[str, MemberSession] = {}
         self._jti_seen: set[tuple[str, str]] = set()
         self._counter = itertools.count(1)
         self.started_at = clock()
@@ -350,12 +364,43 @@ class TokenService:
                 400, "invalid_request", "PKCE with code_challenge_method S256 required"
             )
 
-    def approve(self, auth: PayerAuth, params: Mapping[str, str]) -> str:
-        """A member signed in: validate, mint a code and return the redirect URL."""
+    def member(self, auth: PayerAuth, username: str, password: str) -> str | None:
+        """The patient id a member signs in as, or None for unknown members or wrong passwords."""
+        if username in auth.patients and password == MEMBER_PASSWORD:
+            return username
+        return None
+
+    def new_id(self, prefix: str, slug: str) -> str:
+        """A fresh opaque identifier (sign-in sessions, verification sessions)."""
+        return self._new_token(prefix, slug)
+
+    def start_session(self, auth: PayerAuth, params: Mapping[str, str], patient: str) -> str:
+        """Remember a signed-in member's authorization request until consent; returns its id."""
+        key = self._new_token("txn", auth.config.slug)
+        self._sessions[key] = MemberSession(
+            payer=auth.config.slug,
+            params=dict(params),
+            patient=patient,
+            expires_at=self.clock() + SESSION_LIFETIME_S,
+        )
+        return key
+
+    def session(self, auth: PayerAuth, key: str) -> MemberSession:
+        """A pending sign-in session of this payer (OAuthError when unknown, used or expired)."""
+        found = self._sessions.get(key)
+        if found is None or found.payer != auth.config.slug or self.clock() >= found.expires_at:
+            raise OAuthError(400, "invalid_request", "unknown or expired sign-in session")
+        return found
+
+    def end_session(self, key: str) -> None:
+        """Forget a sign-in session (the member decided)."""
+        self._sessions.pop(key, None)
+
+    def issue_code(
+        self, auth: PayerAuth, params: Mapping[str, str], patient: str, scope: str
+    ) -> str:
+        """Mint an authorization code for a validated request, a patient and the granted scope."""
         self.authorize(auth, params)
-        patient = params.get("username", "")
-        if patient not in auth.patients or params.get("password") != MEMBER_PASSWORD:
-            raise OAuthError(401, "access_denied", "unknown member or wrong password")
         code = self._new_token("code", auth.config.slug)
         self._codes[code] = _Code(
             payer=auth.config.slug,
@@ -363,14 +408,10 @@ class TokenService:
             redirect_uri=params["redirect_uri"],
             challenge=params["code_challenge"],
             patient=patient,
-            scope=params.get("scope") or PATIENT_SCOPE,
+            scope=scope,
             expires_at=self.clock() + 300,
         )
-        query = {"code": code}
-        if params.get("state"):
-            query["state"] = params["state"]
-        sep = "&" if "?" in params["redirect_uri"] else "?"
-        return params["redirect_uri"] + sep + urlencode(query)
+        return code
 
     def _code(self, auth: PayerAuth, client_id: str, form: Mapping[str, str]) -> dict[str, Any]:
         code = self._codes.pop(form.get("code", ""), None)
@@ -402,6 +443,14 @@ class TokenService:
         for store in (self.access, self.refresh):
             if token in store:
                 store[token].revoked = True
+
+
+def callback_url(redirect_uri: str, query: Mapping[str, str]) -> str:
+    """The client's redirect URI with the authorization response parameters added."""
+    if not query:
+        return redirect_uri
+    sep = "&" if "?" in redirect_uri else "?"
+    return redirect_uri + sep + urlencode(query)
 
 
 def _bearer_challenge(error: str | None = None) -> dict[str, str]:

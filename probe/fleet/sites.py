@@ -3,7 +3,8 @@
 Payers are spread over ``hosts`` addresses from 127.0.0.2 (payer i on host i mod hosts unless the
 config pins it); a hostile payer has an address of its own from 127.0.1.1. Each payer also has an
 *other origin* (the next host, or a spare address when the
-fleet has one host) used by `paging_cross_origin` and `moved`. A `sandbox_only` payer whose
+fleet has one host) used by `paging_cross_origin`, `moved` and the `identity_verification` login
+journey's interstitial. A `sandbox_only` payer whose
 production is ``refused`` names an address nothing listens on.
 """
 
@@ -90,6 +91,15 @@ class PayerSite:
         return self.oauth_url("token")
 
     @property
+    def idv_host(self) -> str:
+        """The address serving the `identity_verification` journey's interstitial (not home)."""
+        return self.host if self.home_host == self.alt_host else self.alt_host
+
+    def idv_url(self, session: str) -> str:
+        """The identity-verification interstitial's URL for one sign-in `session`."""
+        return f"{self.origin(self.idv_host)}/_idv/idme/{self.slug}/verify?session={session}"
+
+    @property
     def hosts(self) -> frozenset[str]:
         """Addresses this payer answers on."""
         return frozenset({self.host, self.alt_host, REFUSED_ADDRESS})
@@ -135,4 +145,8 @@ def hostile_addresses(sites: dict[str, PayerSite]) -> list[str]:
 
 def _uses_alt(payer: PayerConfig) -> bool:
     b = payer.behaviour
-    return b.paging_cross_origin is not None or (b.moved is not None and b.moved.new_host)
+    return (
+        b.paging_cross_origin is not None
+        or (b.moved is not None and b.moved.new_host)
+        or payer.oauth.journey == "identity_verification"
+    )

@@ -224,6 +224,20 @@ async def test_static_bearer_token(client_for: Client) -> None:
     assert response.status_code == 200
 
 
+async def _sign_in_and_allow(
+    client: httpx.AsyncClient, authorize: str, params: dict[str, str], patient: str
+) -> httpx.Response:
+    """Sign in on the default (`consent`) journey and press Allow; the callback redirect."""
+    login = await client.post(
+        authorize, data=params | {"username": patient, "password": "password"}
+    )
+    assert login.status_code == 303, login.text
+    txn = parse_qs(urlsplit(login.headers["location"]).query)["txn"][0]
+    return await client.post(
+        login.headers["location"].split("?")[0], data={"txn": txn, "decision": "allow"}
+    )
+
+
 async def test_authorization_code_with_pkce(client_for: Client) -> None:
     fleet = make_fleet(_payer("none"))
     client = client_for(fleet)
@@ -246,9 +260,7 @@ async def test_authorization_code_with_pkce(client_for: Client) -> None:
     plain = await client.get(authorize, params=params | {"code_challenge_method": "plain"})
     assert plain.status_code == 400
     patient = fleet.patients("p")[0]
-    approved = await client.post(
-        authorize, data=params | {"username": patient, "password": "password"}
-    )
+    approved = await _sign_in_and_allow(client, authorize, params, patient)
     assert approved.status_code == 302
     query = parse_qs(urlsplit(approved.headers["location"]).query)
     assert query["state"] == ["xyz"]
@@ -260,9 +272,7 @@ async def test_authorization_code_with_pkce(client_for: Client) -> None:
     }
     wrong = await client.post(fleet.site("p").token_url, data=form | {"code_verifier": "x" * 64})
     assert wrong.json()["error"] == "invalid_grant"
-    approved = await client.post(
-        authorize, data=params | {"username": patient, "password": "password"}
-    )
+    approved = await _sign_in_and_allow(client, authorize, params, patient)
     form["code"] = parse_qs(urlsplit(approved.headers["location"]).query)["code"][0]
     token = await client.post(fleet.site("p").token_url, data=form | {"code_verifier": verifier})
     assert token.status_code == 200, token.text
