@@ -16,7 +16,7 @@ from rich.console import Console
 
 from probe.cli import options_bounds as bounds
 from probe.cli.fail import base_url_argument, fail
-from probe.cli.options import DbOption
+from probe.cli.options import CaBundleOption, DbOption
 from probe.cli.render import print_report, report_json
 
 
@@ -30,9 +30,7 @@ def check_command(
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.1, help="seconds allowed per request")
     ] = 20.0,
-    ca_bundle: Annotated[
-        str | None, typer.Option("--ca-bundle", help="CA bundle file for private CAs")
-    ] = None,
+    ca_bundle: CaBundleOption = None,
     save: Annotated[bool, typer.Option("--save", help="store the run in the database")] = False,
     db: DbOption = None,
     max_body_mb: bounds.MaxBodyMb = bounds.DEFAULT_MAX_BODY_MB,

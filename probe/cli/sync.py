@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Annotated
 
+from probe.cli.options import CaBundleOption, TokenStoreOption
 from probe.sync.limits import SyncLimits
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def sync_command(
     algorithm: opts.Algorithm = "RS384",
     scope: opts.Scope = None,
     token_url: opts.TokenUrl = None,
-    token_store: opts.TokenStorePath = None,
+    token_store: TokenStoreOption = None,
     page_size: opts.PageSize = 200,
     max_pages: Annotated[int, typer.Option(min=1, help="page cap (finding: page_cap)")] = 500,
     max_references: Annotated[
@@ -54,7 +55,7 @@ def sync_command(
     no_validate: opts.NoValidate = False,
     output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
     timeout: Annotated[float, typer.Option(min=0.1, help="seconds per request")] = 20.0,
-    ca_bundle: Annotated[str | None, typer.Option(help="CA bundle for private CAs")] = None,
+    ca_bundle: CaBundleOption = None,
 ) -> None:
     """Sync one test patient ($everything, paging, fallback, references) and print figures."""
     import anyio

@@ -20,8 +20,8 @@ _LOGIN_WORDS = ("login", "log in", "sign in", "signin", "sign-in", "password", "
 class Parsed:
     """A body read as JSON: `data` when it is a JSON object, else `problem` names why not.
 
-    `problem` is one of: empty, html, invalid_utf8, invalid_json, too_deep, not_object,
-    truncated.
+    `problem` is one of: empty, html, invalid_utf8, invalid_json, invalid_number, too_deep,
+    not_object, truncated.
     """
 
     data: dict[str, Any] | None
@@ -75,6 +75,33 @@ def _depth_exceeds(data: Any, limit: int) -> bool:
     return False
 
 
+#: Digits a JSON integer may have (FHIR integers are 32-bit; Python refuses past 4,300 digits).
+MAX_INTEGER_DIGITS = 100
+
+
+class _BadNumber(ValueError):
+    """A JSON number probe will not hold: too long, not finite, or a NaN/Infinity constant."""
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise _BadNumber(
+            f"a JSON integer of {len(text.lstrip('-'))} digits (at most {MAX_INTEGER_DIGITS})"
+        )
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _BadNumber(f"a JSON number out of range ({text[:40]}...)")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise _BadNumber(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
 def parse_json(exchange: Exchange, *, max_depth: int = MAX_JSON_DEPTH) -> Parsed:
     """Read an exchange's body as a JSON object, naming the problem when it is not one."""
     body = exchange.body
@@ -90,7 +117,11 @@ def parse_json(exchange: Exchange, *, max_depth: int = MAX_JSON_DEPTH) -> Parsed
     except UnicodeDecodeError as exc:
         return Parsed(None, "invalid_utf8", f"not UTF-8 at byte {exc.start}")
     try:
-        data = json.loads(text)
+        data = json.loads(
+            text, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant
+        )
+    except _BadNumber as exc:
+        return Parsed(None, "invalid_number", str(exc))
     except RecursionError:
         limit = f"{max_depth} levels" if max_depth else "the parser allows"
         return Parsed(None, "too_deep", f"JSON nested deeper than {limit}")

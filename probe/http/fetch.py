@@ -46,7 +46,7 @@ from probe.http.decode import (
 from probe.http.guard import AddressGuard
 from probe.http.limits import Limits
 from probe.http.redact import redact_url
-from probe.http.urls import origin_of
+from probe.http.urls import origin_of, printable_url, url_problem
 from probe.models import Exchange, ExtractStep
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,18 @@ class Fetcher:
         their own step, as reference reads do). With `supplied_by` (see :meth:`get`) the URL
         is first checked against internal networks.
         """
+        problem = url_problem(url)
+        if problem is not None:
+            return [
+                Exchange(
+                    method=method,
+                    url=_shown(url),
+                    step=step,
+                    error_class="invalid_url",
+                    error_detail=f"not sent: {problem}",
+                    started_at=datetime.now(UTC),
+                )
+            ]
         if supplied_by is not None:
             refused = await self.ssrf_refusal(supplied_by, url, step=step, method=method)
             if refused is not None:
@@ -237,7 +249,13 @@ class Fetcher:
                 self._record(current, status, resp_headers, body, None)
                 location = _header(resp_headers, "location")
                 if status in _REDIRECT_STATUSES and location:
-                    target = urljoin(current, location)
+                    try:
+                        target = urljoin(current, location)
+                    except ValueError:
+                        target = location
+                    bad_target = url_problem(target)
+                    if bad_target is not None:
+                        return answered("redirect_invalid", f"redirect not followed: {bad_target}")
                     same_origin = origin_of(target) == origin
                     keeps_body = current_content is not None and status in (307, 308)
                     refusal: tuple[str, str] | None = None
@@ -563,6 +581,15 @@ def _retryable(exchange: Exchange) -> bool:
         "protocol_error",
         "read_error",
     }
+
+
+def _shown(url: str) -> str:
+    """A URL that could not be used, as evidence: printable, cut, secrets stripped if it parses."""
+    text = printable_url(url)
+    try:
+        return redact_url(text)
+    except ValueError:
+        return text.split("?", 1)[0]
 
 
 def _header(headers: list[tuple[str, str]], name: str) -> str | None:

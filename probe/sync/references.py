@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from probe.http.urls import origin_of
+from probe.http.urls import origin_of, printable_url, url_problem
 
 _RELATIVE = re.compile(
     r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})(?:/_history/[A-Za-z0-9\-\.]{1,64})?$"
@@ -89,6 +89,9 @@ class ReferenceSet:
             self.urns.add(ref)
             return
         if ref.startswith(("http://", "https://")):
+            if url_problem(ref) is not None:  # e.g. "http://[::1", control characters, too long
+                self.unresolvable.add(printable_url(ref, 300))
+                return
             base = self.base_url.rstrip("/") + "/"
             if ref.startswith(base) and _RELATIVE.match(ref[len(base) :]):
                 self.relative.add(_strip_history(ref[len(base) :]))

@@ -20,7 +20,7 @@ from probe.checks.r4_validation import can_validate, validate_r4
 from probe.http.body import operation_outcome_text, parse_json
 from probe.http.fetch import FHIR_JSON, Fetcher
 from probe.http.guard import url_host
-from probe.http.urls import join, origin_of
+from probe.http.urls import join, origin_of, printable_url, url_problem
 from probe.models import Exchange, ExtractStep
 from probe.sync.auth import AuthError, Authorizer
 from probe.sync.limits import SyncLimits
@@ -43,7 +43,7 @@ BOUND_FINDINGS = frozenset(
     }
 )
 # Body problems of a 2xx answer that become findings under their own name.
-BODY_FINDINGS = frozenset({"too_deep", "invalid_utf8", "invalid_json"})
+BODY_FINDINGS = frozenset({"too_deep", "invalid_utf8", "invalid_json", "invalid_number"})
 MAX_REFERENCE_HOSTS_CHECKED = 10
 # Transport failures that say the host cannot be reached at all (nothing about `$everything`).
 # No request reached the server (an open circuit never sends one): says nothing of `$everything`.
@@ -293,7 +293,13 @@ class PatientSync:
                     break
             else:
                 repeat_run = 0
-            absolute = self._resolve_link(url, next_url)
+            absolute, invalid = self._resolve_link(url, next_url)
+            if invalid is not None:
+                self.result.add_finding(
+                    "next_link_invalid", f"next link not followed: {invalid}", absolute
+                )
+                outcome.broken = "next_link_invalid"
+                break
             ssrf = await self.fetcher.guard.refusal(self.base, absolute)
             if ssrf is not None:
                 self.result.add_finding("ssrf_refused", f"next link not followed: {ssrf}", absolute)
@@ -331,11 +337,24 @@ class PatientSync:
             outcome.broken = "paging_incomplete"
         return outcome
 
-    def _resolve_link(self, current: str, href: str) -> str:
-        """A next link made absolute: relative links are relative to the base (FHIR http.html)."""
-        if "://" in href or href.startswith(("/", "?")):
-            return urljoin(current, href)
-        return join(self.base, href)
+    def _resolve_link(self, current: str, href: str) -> tuple[str, str | None]:
+        """A next link made absolute (relative links are relative to the base, FHIR http.html),
+        and why it cannot be followed (None when it can); an unusable one is made printable."""
+        problem = url_problem(href) if "://" in href else None
+        if problem is None:
+            try:
+                absolute = (
+                    urljoin(current, href)
+                    if "://" in href or href.startswith(("/", "?"))
+                    else join(self.base, href)
+                )
+            except ValueError as exc:
+                return printable_url(href, 300), f"an unparsable URL ({exc})"
+            problem = url_problem(absolute)
+            if problem is None:
+                return absolute, None
+            href = absolute
+        return printable_url(href, 300), problem
 
     # -- the sync ---------------------------------------------------------------------------
 
