@@ -15,5 +15,5 @@ class SyncLimits:
     max_references: int = 2_000
     reference_concurrency: int = 4
     deadline_s: float = 900.0
-    empty_pages_tolerated: int = 2
+    empty_pages_tolerated: int = 20
     validate: bool = True

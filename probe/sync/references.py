@@ -15,8 +15,12 @@ from typing import Any
 
 from probe.http.urls import origin_of, printable_url, url_problem
 
+#: FHIR R4 ids are at most 64 characters (datatypes.html#id); some servers serve longer ones and
+#: read them with 200, so references are taken with ids up to 256 characters and the excess
+#: over 64 is a finding.
+R4_ID_LENGTH = 64
 _RELATIVE = re.compile(
-    r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})(?:/_history/[A-Za-z0-9\-\.]{1,64})?$"
+    r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,256})(?:/_history/[A-Za-z0-9\-\.]{1,256})?$"
 )
 
 
@@ -50,6 +54,8 @@ class ReferenceSet:
     contained_resolved: int = 0
     full_urls: set[str] = field(default_factory=set)
     max_references: int = 100_000
+    #: References whose id is longer than R4 allows (still resolved: a grammar finding).
+    long_ids: set[str] = field(default_factory=set)
 
     @property
     def total(self) -> int:
@@ -93,17 +99,25 @@ class ReferenceSet:
                 self.unresolvable.add(printable_url(ref, 300))
                 return
             base = self.base_url.rstrip("/") + "/"
-            if ref.startswith(base) and _RELATIVE.match(ref[len(base) :]):
+            match = _RELATIVE.match(ref[len(base) :]) if ref.startswith(base) else None
+            if match is not None:
+                self._note_id(ref, match)
                 self.relative.add(_strip_history(ref[len(base) :]))
             elif origin_of(ref) == origin_of(self.base_url):
                 self.same_origin.add(ref)
             else:
                 self.other_origin.add(ref)
             return
-        if _RELATIVE.match(ref):
+        match = _RELATIVE.match(ref)
+        if match is not None:
+            self._note_id(ref, match)
             self.relative.add(_strip_history(ref))
             return
         self.unresolvable.add(ref)
+
+    def _note_id(self, ref: str, match: re.Match[str]) -> None:
+        if len(match.group(2)) > R4_ID_LENGTH and len(self.long_ids) < 100:
+            self.long_ids.add(ref)
 
 
 def _strip_history(ref: str) -> str:

@@ -130,6 +130,9 @@ class SyncResult:
     findings: list[Finding] = field(default_factory=list)
     exchanges: list[Exchange] = field(default_factory=list)
     searched_types: dict[str, int | None] = field(default_factory=dict)
+    #: How each type's data was searched: its patient parameter, or ``<param>+category`` when
+    #: the patient-only search was refused (or not allowed) and each category was searched.
+    search_strategies: dict[str, str] = field(default_factory=dict)
 
     @property
     def duration_ms(self) -> float | None:
@@ -177,5 +180,6 @@ class SyncResult:
             "validation_samples": self.validation_samples,
             "tokens": self.tokens.to_json(),
             "searched_types": self.searched_types,
+            "search_strategies": self.search_strategies,
             "findings": [f.to_json() for f in self.findings],
         }

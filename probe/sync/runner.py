@@ -15,7 +15,7 @@ from urllib.parse import urlencode, urljoin
 
 import anyio
 
-from probe.checks.metadata import CLINICAL_TYPES, everything_declared
+from probe.checks.metadata import everything_declared
 from probe.checks.r4_validation import can_validate, validate_r4
 from probe.http.body import operation_outcome_text, parse_json
 from probe.http.fetch import FHIR_JSON, Fetcher
@@ -24,10 +24,10 @@ from probe.http.urls import join, origin_of, printable_url, url_problem
 from probe.models import Exchange, ExtractStep
 from probe.sync.auth import AuthError, Authorizer
 from probe.sync.limits import SyncLimits
-from probe.sync.references import ReferenceSet
+from probe.sync.references import R4_ID_LENGTH, ReferenceSet
 from probe.sync.result import SyncResult
+from probe.sync.searches import SearchPlan, plan_searches
 
-FALLBACK_TYPES = ("Patient", "Coverage", "ExplanationOfBenefit", *CLINICAL_TYPES)
 # Fetch-level bounds and faults that become sync findings under their own name (docs/hostile.md).
 BOUND_FINDINGS = frozenset(
     {
@@ -219,6 +219,7 @@ class PatientSync:
         url: str | None = first_url
         seen_urls: set[str] = {first_url}
         empty_run = 0
+        followed_empty = False
         repeat_run = 0
         step = first_step
         while url is not None:
@@ -274,7 +275,14 @@ class PatientSync:
             if next_url is None:
                 break
             if count == 0:
+                # Cursor-paging servers may serve empty pages before the data: keep following
+                # while each next link is new (loops, the page cap and this run bound it).
                 empty_run += 1
+                if empty_run == 1 and not followed_empty:
+                    followed_empty = True
+                    self.result.add_finding(
+                        "empty_page", "a page with no entries but a next link (followed)", url
+                    )
                 if empty_run >= self.limits.empty_pages_tolerated:
                     self.result.add_finding(
                         "empty_pages", f"{empty_run} empty pages in a row with next links", url
@@ -466,46 +474,34 @@ class PatientSync:
             return
         r.everything.paged = True
 
-    def _search_types(self) -> list[str]:
-        declared: dict[str, dict[str, Any]] = {}
-        for rest in (self.capability or {}).get("rest") or []:
-            if isinstance(rest, dict) and rest.get("mode") == "server":
-                for res in rest.get("resource") or []:
-                    if isinstance(res, dict) and res.get("type"):
-                        declared[str(res["type"])] = res
-        if not declared:
-            return list(FALLBACK_TYPES)
-        return [t for t in FALLBACK_TYPES if t in declared]
-
-    def _search_url(self, rtype: str) -> str:
-        count = self.limits.page_size
-        if rtype == "Patient":
-            query = {"_id": self.patient_id}
-        else:
-            param = "patient"
-            params = self._declared_params(rtype)
-            if rtype == "Coverage" and "patient" not in params and "beneficiary" in params:
-                param = "beneficiary"
-            query = {param: self.patient_id, "_count": str(count)}
-        return join(self.base, rtype) + "?" + urlencode(query)
-
-    def _declared_params(self, rtype: str) -> set[str]:
-        for rest in (self.capability or {}).get("rest") or []:
-            for res in (rest or {}).get("resource") or []:
-                if isinstance(res, dict) and res.get("type") == rtype:
-                    return {
-                        str(p.get("name"))
-                        for p in res.get("searchParam") or []
-                        if isinstance(p, dict)
-                    }
-        return set()
+    def _search_url(self, plan: SearchPlan, category: str | None = None) -> str:
+        query = {plan.param: self.patient_id}
+        if category is not None:
+            query["category"] = category
+        if plan.resource_type != "Patient":
+            query["_count"] = str(self.limits.page_size)
+        return join(self.base, plan.resource_type) + "?" + urlencode(query)
 
     async def _per_resource(self) -> None:
-        for rtype in self._search_types():
+        for plan in plan_searches(self.capability):
             if self.result.pages >= self.limits.max_pages:
                 break
-            paging = await self._follow(self._search_url(rtype), ExtractStep.INDIVIDUAL)
-            self.result.searched_types[rtype] = paging.first_status
+            rtype = plan.resource_type
+            paging: _Paging | None = None
+            if not (plan.category_first and plan.categories):
+                paging = await self._follow(self._search_url(plan), ExtractStep.INDIVIDUAL)
+                self.result.searched_types[rtype] = paging.first_status
+                self.result.search_strategies[rtype] = f"{plan.param}"
+            refused = paging is not None and not paging.ok and _refused(paging.first_status)
+            if plan.categories and (paging is None or refused):
+                if paging is not None:
+                    self.result.add_finding(
+                        "category_required",
+                        f"{rtype}?{plan.param}= was refused ({paging.first_status}: "
+                        f"{paging.first_problem}); searched by category instead",
+                    )
+                paging = await self._by_category(plan)
+            assert paging is not None
             if not paging.ok:
                 self._incomplete = True
                 self.result.add_finding(
@@ -515,6 +511,30 @@ class PatientSync:
                 self._incomplete = True
             if rtype == "Patient" and paging.ok and not self.result.resource_ids.get("Patient"):
                 self.result.add_finding("patient_not_found", "Patient search found no Patient")
+
+    async def _by_category(self, plan: SearchPlan) -> _Paging:
+        """One search per standard category of the type, their results unioned; ok when any
+        category search answered."""
+        rtype = plan.resource_type
+        merged = _Paging(ok=False)
+        answered: list[int | None] = []
+        for category in plan.categories:
+            if self.result.pages >= self.limits.max_pages:
+                break
+            paging = await self._follow(self._search_url(plan, category), ExtractStep.INDIVIDUAL)
+            answered.append(paging.first_status)
+            merged.pages += paging.pages
+            merged.entries += paging.entries
+            if paging.ok:
+                merged.ok = True
+                merged.broken = merged.broken or paging.broken
+            elif merged.first_problem is None:
+                merged.first_problem = paging.first_problem
+        ok_status = next((s for s in answered if s is not None and 200 <= s < 300), None)
+        merged.first_status = ok_status if ok_status is not None else (answered or [None])[0]
+        self.result.searched_types[rtype] = merged.first_status
+        self.result.search_strategies[rtype] = f"{plan.param}+category"
+        return merged
 
     async def _resolve_references(self) -> None:
         r = self.result
@@ -529,6 +549,14 @@ class PatientSync:
         for ref in [ref for ref in sorted(refs.other_origin) if ref not in named][:5]:
             r.add_finding(
                 "reference_other_origin", "reference to another origin (not fetched)", ref
+            )
+        if refs.long_ids:
+            example = sorted(refs.long_ids)[0]
+            r.add_finding(
+                "id_too_long",
+                f"{len(refs.long_ids)} reference(s) use ids longer than the {R4_ID_LENGTH} "
+                "characters R4 allows (datatypes.html#id); resolved anyway",
+                example,
             )
         in_bundle = refs.contained_resolved
         in_bundle += sum(1 for u in refs.urns if u in refs.full_urls)
@@ -619,6 +647,11 @@ def _why_not_bundle(final: Exchange, data: dict[str, Any] | None, detail: str | 
     if data is None:
         return detail or "not JSON"
     return f"resourceType {data.get('resourceType')!r}, not a Bundle"
+
+
+def _refused(status: int | None) -> bool:
+    """Whether a search was refused as asked (a 4xx other than auth and not-found types)."""
+    return status is not None and 400 <= status < 500 and status not in (401, 404, 405, 429)
 
 
 def _next_link(bundle: dict[str, Any]) -> str | None:
