@@ -375,6 +375,10 @@ def _collect_syncs(
             job.outcome is None or job.outcome in COMPLETED_SYNC_OUTCOMES
         ):
             seconds = max(0.0, (as_utc(job.completed_at) - created).total_seconds())
+            timing = (job.details or {}).get("timing")
+            scored = timing.get("scored_ms") if isinstance(timing, Mapping) else None
+            if isinstance(scored, int | float) and not isinstance(scored, bool) and scored >= 0:
+                seconds = min(seconds, scored / 1000)  # probe's own waits are not the server's
             a.syncs.append(Sample(created, seconds, evidence))
         returned = {t for t, n in (job.resources_by_type or {}).items() if n and _TYPE.match(t)}
         if returned:

@@ -141,6 +141,32 @@ class SyncResult:
             return None
         return (self.completed_at - self.created_at).total_seconds() * 1000
 
+    def timing(self) -> dict[str, float] | None:
+        """Where the sync's wall time went, in ms: `server_ms` (requests on the wire, overlaps
+        counted once), `probe_wait_ms` (probe's own politeness and concurrency waits while
+        nothing was on the wire) and `scored_ms`, the wall time without those waits (what Sync
+        Speed scores). None while the sync runs."""
+        wall = self.duration_ms
+        if wall is None:
+            return None
+        wire: list[tuple[float, float]] = []
+        waits: list[tuple[float, float]] = []
+        for ex in self.exchanges:
+            if ex.started_at is None:
+                continue
+            start = ex.started_at.timestamp() * 1000
+            waits.append((start, start + ex.wait_ms))
+            wire.append((start + ex.wait_ms, start + ex.wait_ms + ex.latency_ms))
+        server = _union_ms(wire)
+        waiting = max(0.0, _union_ms(waits + wire) - server)
+        probe_wait = min(waiting, wall)
+        return {
+            "wall_ms": round(wall, 1),
+            "server_ms": round(min(server, wall), 1),
+            "probe_wait_ms": round(probe_wait, 1),
+            "scored_ms": round(wall - probe_wait, 1),
+        }
+
     @property
     def resources_by_type(self) -> dict[str, int]:
         """Distinct resources per type."""
@@ -170,6 +196,7 @@ class SyncResult:
             "created_at": self.created_at.isoformat(),
             "completed_at": self.completed_at.isoformat() if self.completed_at else None,
             "duration_ms": None if self.duration_ms is None else round(self.duration_ms, 1),
+            "timing": self.timing(),
             "pages": self.pages,
             "bytes": self.bytes,
             "resources_by_type": self.resources_by_type,
@@ -183,3 +210,17 @@ class SyncResult:
             "search_strategies": self.search_strategies,
             "findings": [f.to_json() for f in self.findings],
         }
+
+
+def _union_ms(intervals: list[tuple[float, float]]) -> float:
+    """The total length of the union of (start, end) intervals."""
+    total = 0.0
+    end_so_far = float("-inf")
+    for start, end in sorted(i for i in intervals if i[1] > i[0]):
+        if start > end_so_far:
+            total += end - start
+            end_so_far = end
+        elif end > end_so_far:
+            total += end - end_so_far
+            end_so_far = end
+    return total
