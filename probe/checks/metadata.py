@@ -69,10 +69,25 @@ SMART_SECURITY = CheckSpec(
 )
 CARIN_BB_RESOURCES = CheckSpec(
     "metadata.carin_bb_resources",
-    "CARIN Blue Button resources and profiles declared",
+    "CARIN Blue Button resource types declared",
     Severity.REQUIRED,
     "CARIN BB 2.x CapabilityStatement c4bb: SHALL ExplanationOfBenefit, Coverage, Patient "
     "(http://hl7.org/fhir/us/carin-bb/CapabilityStatement/c4bb)",
+)
+CARIN_BB_PROFILES = CheckSpec(
+    "metadata.carin_bb_profiles",
+    "CARIN Blue Button profiles claimed for its resource types",
+    Severity.RECOMMENDED,
+    "CARIN BB 2.x CapabilityStatement c4bb: ExplanationOfBenefit, Coverage and Patient list "
+    "the C4BB profiles in supportedProfile (FHIR R4 CapabilityStatement.rest.resource."
+    "supportedProfile)",
+)
+CARIN_BB_INSTANTIATES = CheckSpec(
+    "metadata.carin_bb_instantiates",
+    "The statement claims conformance to CARIN Blue Button",
+    Severity.RECOMMENDED,
+    "FHIR R4 CapabilityStatement.instantiates names "
+    "http://hl7.org/fhir/us/carin-bb/CapabilityStatement/c4bb (CARIN BB 2.x conformance)",
 )
 CLINICAL_RESOURCES = CheckSpec(
     "metadata.clinical_resources",
@@ -104,6 +119,8 @@ SPECS = (
     REST_SERVER,
     SMART_SECURITY,
     CARIN_BB_RESOURCES,
+    CARIN_BB_PROFILES,
+    CARIN_BB_INSTANTIATES,
     CARIN_BB_SEARCH,
     CLINICAL_RESOURCES,
     PATIENT_EVERYTHING,
@@ -538,20 +555,12 @@ def _profiles(resource: dict[str, Any]) -> list[str]:
 
 
 def check_carin_bb_resources(obs: MetadataObservation) -> CheckResult:
-    """metadata.carin_bb_resources: EOB, Coverage, Patient declared with CARIN BB profiles."""
+    """metadata.carin_bb_resources: ExplanationOfBenefit, Coverage and Patient declared."""
     doc = obs.document
     if doc is None:
         return skipped(CARIN_BB_RESOURCES, obs, "no CapabilityStatement")
     resources = _resources(doc)
     missing = [t for t in CARIN_BB_REQUIRED if t not in resources]
-    claimed = {
-        t: [p for p in _profiles(resources[t]) if p.startswith(CARIN_BB_PROFILE_PREFIX)]
-        for t in CARIN_BB_REQUIRED
-        if t in resources
-    }
-    instantiates = [str(u) for u in doc.get("instantiates") or []]
-    declares_c4bb = any(u.split("|")[0] == CARIN_BB_CAPABILITY for u in instantiates)
-    evidence = {"carin_bb_profiles": claimed, "instantiates": instantiates or None}
     if missing:
         return verdict(
             CARIN_BB_RESOURCES,
@@ -561,30 +570,68 @@ def check_carin_bb_resources(obs: MetadataObservation) -> CheckResult:
             pointer="/rest/resource",
             expected=list(CARIN_BB_REQUIRED),
             actual=sorted(resources),
-            **evidence,
-        )
-    without = [t for t, p in claimed.items() if not p]
-    if without or not declares_c4bb:
-        notes = []
-        if without:
-            notes.append(f"no CARIN BB profile claimed for {', '.join(without)}")
-        if not declares_c4bb:
-            notes.append(f"does not instantiate {CARIN_BB_CAPABILITY}")
-        return verdict(
-            CARIN_BB_RESOURCES,
-            Status.WARN,
-            "ExplanationOfBenefit, Coverage and Patient declared, but " + "; ".join(notes),
-            obs,
-            pointer="/rest/resource",
-            **evidence,
         )
     return verdict(
         CARIN_BB_RESOURCES,
         Status.PASS,
-        "ExplanationOfBenefit, Coverage, Patient declared with CARIN BB profiles",
+        "ExplanationOfBenefit, Coverage and Patient declared",
         obs,
         pointer="/rest/resource",
-        **evidence,
+    )
+
+
+def check_carin_bb_profiles(obs: MetadataObservation) -> CheckResult:
+    """metadata.carin_bb_profiles: each CARIN BB type declared claims a C4BB profile."""
+    doc = obs.document
+    if doc is None:
+        return skipped(CARIN_BB_PROFILES, obs, "no CapabilityStatement")
+    resources = _resources(doc)
+    claimed = {
+        t: [p for p in _profiles(resources[t]) if p.startswith(CARIN_BB_PROFILE_PREFIX)]
+        for t in CARIN_BB_REQUIRED
+        if t in resources
+    }
+    if not claimed:
+        return skipped(CARIN_BB_PROFILES, obs, "no CARIN BB resource type declared")
+    without = [t for t, p in claimed.items() if not p]
+    if without:
+        return verdict(
+            CARIN_BB_PROFILES,
+            Status.WARN,
+            f"no CARIN BB profile claimed for {', '.join(without)}",
+            obs,
+            pointer="/rest/resource",
+            carin_bb_profiles=claimed,
+        )
+    return verdict(
+        CARIN_BB_PROFILES,
+        Status.PASS,
+        f"CARIN BB profiles claimed for {', '.join(claimed)}",
+        obs,
+        pointer="/rest/resource",
+        carin_bb_profiles=claimed,
+    )
+
+
+def check_carin_bb_instantiates(obs: MetadataObservation) -> CheckResult:
+    """metadata.carin_bb_instantiates: the statement instantiates the c4bb statement."""
+    doc = obs.document
+    if doc is None:
+        return skipped(CARIN_BB_INSTANTIATES, obs, "no CapabilityStatement")
+    raw = doc.get("instantiates")
+    instantiates = [str(u) for u in raw] if isinstance(raw, list) else []
+    ptr = {"pointer": "/instantiates", "actual": instantiates or None}
+    if any(u.split("|")[0] == CARIN_BB_CAPABILITY for u in instantiates):
+        return verdict(
+            CARIN_BB_INSTANTIATES, Status.PASS, f"instantiates {CARIN_BB_CAPABILITY}", obs, **ptr
+        )
+    return verdict(
+        CARIN_BB_INSTANTIATES,
+        Status.WARN,
+        f"does not instantiate {CARIN_BB_CAPABILITY}",
+        obs,
+        expected=CARIN_BB_CAPABILITY,
+        **ptr,
     )
 
 
@@ -733,6 +780,8 @@ CHECKS = (
     check_rest_server,
     check_smart_security,
     check_carin_bb_resources,
+    check_carin_bb_profiles,
+    check_carin_bb_instantiates,
     check_carin_bb_search,
     check_clinical_resources,
     check_patient_everything,

@@ -30,7 +30,36 @@ REQUIRED_FIELDS = CheckSpec(
     "Required SMART metadata fields present",
     Severity.REQUIRED,
     f"{_SMART}#metadata): REQUIRED token_endpoint, grant_types_supported, capabilities, "
-    "code_challenge_methods_supported; CONDITIONAL authorization_endpoint, issuer, jwks_uri",
+    "code_challenge_methods_supported",
+)
+CONDITIONAL_FIELDS = CheckSpec(
+    "smart.conditional_fields",
+    "Conditionally required SMART metadata fields present",
+    Severity.REQUIRED,
+    f"{_SMART}#metadata): CONDITIONAL authorization_endpoint (with launch-ehr or "
+    "launch-standalone), issuer and jwks_uri (with sso-openid-connect)",
+)
+FIELD_FORMS = CheckSpec(
+    "smart.field_forms",
+    "SMART metadata fields have their defined forms",
+    Severity.REQUIRED,
+    f"{_SMART}#metadata): grant_types_supported, capabilities, "
+    "code_challenge_methods_supported and scopes_supported are arrays; endpoints are absolute "
+    "URLs",
+)
+AUTHORIZATION_CODE = CheckSpec(
+    "smart.authorization_code_grant",
+    "The authorization code grant is offered",
+    Severity.REQUIRED,
+    f"{_SMART}#metadata): grant_types_supported lists authorization_code when SMART App Launch "
+    "is supported (patient apps use it); CMS-9115-F Patient Access",
+)
+RECOMMENDED_FIELDS = CheckSpec(
+    "smart.recommended_fields",
+    "Recommended SMART metadata fields present",
+    Severity.RECOMMENDED,
+    f"{_SMART}#metadata): RECOMMENDED scopes_supported, response_types_supported, "
+    "management_endpoint, introspection_endpoint, revocation_endpoint",
 )
 PKCE_S256 = CheckSpec(
     "smart.pkce_s256",
@@ -59,6 +88,10 @@ SPECS = (
     REACHABLE,
     IS_JSON,
     REQUIRED_FIELDS,
+    CONDITIONAL_FIELDS,
+    FIELD_FORMS,
+    AUTHORIZATION_CODE,
+    RECOMMENDED_FIELDS,
     PKCE_S256,
     MATCHES_CAPABILITY,
     PATIENT_ACCESS_CAPABILITIES,
@@ -172,11 +205,34 @@ def _absolute(url: Any) -> bool:
 
 
 def check_required_fields(obs: SmartObservation) -> CheckResult:
-    """smart.required_fields: REQUIRED and CONDITIONAL fields present, RECOMMENDED reported."""
+    """smart.required_fields: the REQUIRED fields are present."""
     doc = obs.document
     if doc is None:
         return skipped(REQUIRED_FIELDS, obs, "no SMART configuration")
     missing = [f for f in REQUIRED if f not in doc or doc[f] in (None, "", [])]
+    evidence: dict[str, Any] = {"missing_required": missing or None, "present": sorted(doc)}
+    if missing:
+        hint = ""
+        if "capabilities" in missing and any(k in doc for k in _OIDC_ONLY):
+            hint = (
+                " (this looks like an OpenID Connect discovery document, not a SMART configuration)"
+            )
+        return verdict(
+            REQUIRED_FIELDS,
+            Status.FAIL,
+            f"missing required {', '.join(missing)}{hint}",
+            obs,
+            expected=list(REQUIRED),
+            **evidence,
+        )
+    return verdict(REQUIRED_FIELDS, Status.PASS, "all required fields present", obs, **evidence)
+
+
+def check_conditional_fields(obs: SmartObservation) -> CheckResult:
+    """smart.conditional_fields: fields required by the capabilities the server declares."""
+    doc = obs.document
+    if doc is None:
+        return skipped(CONDITIONAL_FIELDS, obs, "no SMART configuration")
     raw_caps = doc.get("capabilities")
     capabilities: list[Any] = raw_caps if isinstance(raw_caps, list) else []
     conditional: list[str] = []
@@ -190,6 +246,27 @@ def check_required_fields(obs: SmartObservation) -> CheckResult:
             for f in ("issuer", "jwks_uri")
             if not doc.get(f)
         ]
+    if conditional:
+        return verdict(
+            CONDITIONAL_FIELDS,
+            Status.FAIL,
+            "missing " + "; ".join(conditional),
+            obs,
+            missing_conditional=conditional,
+        )
+    return verdict(
+        CONDITIONAL_FIELDS,
+        Status.PASS,
+        "every field the declared capabilities require is present",
+        obs,
+    )
+
+
+def check_field_forms(obs: SmartObservation) -> CheckResult:
+    """smart.field_forms: list fields are arrays and endpoint fields absolute URLs."""
+    doc = obs.document
+    if doc is None:
+        return skipped(FIELD_FORMS, obs, "no SMART configuration")
     wrong_types = [
         f
         for f in (
@@ -201,47 +278,58 @@ def check_required_fields(obs: SmartObservation) -> CheckResult:
         if f in doc and not isinstance(doc[f], list)
     ]
     relative = [f for f in _URL_FIELDS if f in doc and doc[f] and not _absolute(doc[f])]
-    grants = (
-        doc.get("grant_types_supported")
-        if isinstance(doc.get("grant_types_supported"), list)
-        else None
-    )
-    no_auth_code = grants is not None and "authorization_code" not in grants
-    rec_missing = [f for f in RECOMMENDED if f not in doc]
-    evidence: dict[str, Any] = {
-        "missing_required": missing or None,
-        "missing_conditional": conditional or None,
-        "missing_recommended": rec_missing or None,
-        "present": sorted(doc),
-    }
     problems: list[str] = []
-    if missing:
-        problems.append(f"missing required {', '.join(missing)}")
-    problems += [f"missing {c}" for c in conditional]
     if wrong_types:
         problems.append(f"not arrays: {', '.join(wrong_types)}")
     if relative:
         problems.append(f"not absolute URLs: {', '.join(relative)}")
-    if no_auth_code:
-        problems.append(f"grant_types_supported {grants} lacks authorization_code")
     if problems:
-        hint = ""
-        if "capabilities" in missing and any(k in doc for k in _OIDC_ONLY):
-            hint = (
-                " (this looks like an OpenID Connect discovery document, not a SMART configuration)"
-            )
-        return verdict(REQUIRED_FIELDS, Status.FAIL, "; ".join(problems) + hint, obs, **evidence)
-    if rec_missing:
         return verdict(
-            REQUIRED_FIELDS,
-            Status.WARN,
-            f"required fields present; recommended missing: {', '.join(rec_missing)}",
+            FIELD_FORMS,
+            Status.FAIL,
+            "; ".join(problems),
             obs,
-            **evidence,
+            not_arrays=wrong_types or None,
+            not_absolute=relative or None,
         )
-    return verdict(
-        REQUIRED_FIELDS, Status.PASS, "all required and recommended fields present", obs, **evidence
-    )
+    return verdict(FIELD_FORMS, Status.PASS, "arrays are arrays, endpoints absolute URLs", obs)
+
+
+def check_authorization_code(obs: SmartObservation) -> CheckResult:
+    """smart.authorization_code_grant: grant_types_supported lists authorization_code."""
+    doc = obs.document
+    if doc is None:
+        return skipped(AUTHORIZATION_CODE, obs, "no SMART configuration")
+    grants = doc.get("grant_types_supported")
+    if not isinstance(grants, list):
+        return skipped(AUTHORIZATION_CODE, obs, "grant_types_supported is not an array")
+    ptr = {"pointer": "/grant_types_supported", "actual": grants}
+    if "authorization_code" not in grants:
+        return verdict(
+            AUTHORIZATION_CODE,
+            Status.FAIL,
+            f"grant_types_supported {grants} lacks authorization_code",
+            obs,
+            **ptr,
+        )
+    return verdict(AUTHORIZATION_CODE, Status.PASS, "authorization_code offered", obs, **ptr)
+
+
+def check_recommended_fields(obs: SmartObservation) -> CheckResult:
+    """smart.recommended_fields: the RECOMMENDED fields are present."""
+    doc = obs.document
+    if doc is None:
+        return skipped(RECOMMENDED_FIELDS, obs, "no SMART configuration")
+    missing = [f for f in RECOMMENDED if f not in doc]
+    if missing:
+        return verdict(
+            RECOMMENDED_FIELDS,
+            Status.WARN,
+            f"recommended missing: {', '.join(missing)}",
+            obs,
+            missing_recommended=missing,
+        )
+    return verdict(RECOMMENDED_FIELDS, Status.PASS, "all recommended fields present", obs)
 
 
 def check_pkce_s256(obs: SmartObservation) -> CheckResult:
@@ -349,6 +437,10 @@ def run_smart_checks(obs: SmartObservation, capability_uris: dict[str, str]) -> 
         check_reachable(obs),
         check_is_json(obs),
         check_required_fields(obs),
+        check_conditional_fields(obs),
+        check_field_forms(obs),
+        check_authorization_code(obs),
+        check_recommended_fields(obs),
         check_pkce_s256(obs),
         check_matches_capability(obs, capability_uris),
         check_patient_access_capabilities(obs),

@@ -453,10 +453,15 @@ def test_carin_bb_without_profiles_or_instantiates_warns() -> None:
     for r in doc["rest"][0]["resource"]:
         if r["type"] == "Coverage":
             r["supportedProfile"] = []
-    result = discover(with_capability(doc)).result("metadata.carin_bb_resources")  # type: ignore[arg-type]
-    assert result.status is Status.WARN
-    assert "no CARIN BB profile claimed for Coverage" in result.message
-    assert "does not instantiate" in result.message
+    report = discover(with_capability(doc))
+    # Two requirements, two checks (both recommended); declaring the types still passes.
+    assert report.result("metadata.carin_bb_resources").status is Status.PASS  # type: ignore[attr-defined]
+    profiles = report.result("metadata.carin_bb_profiles")  # type: ignore[attr-defined]
+    assert profiles.status is Status.WARN
+    assert "no CARIN BB profile claimed for Coverage" in profiles.message
+    instantiates = report.result("metadata.carin_bb_instantiates")  # type: ignore[attr-defined]
+    assert instantiates.status is Status.WARN and "does not instantiate" in instantiates.message
+    assert {profiles.spec.severity, instantiates.spec.severity} == {"recommended"}
 
 
 # --- metadata.carin_bb_search --------------------------------------------------------------

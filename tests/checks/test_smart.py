@@ -110,10 +110,13 @@ def test_required_fields_conditional() -> None:
     doc = smart_configuration()
     del doc["authorization_endpoint"]
     del doc["jwks_uri"]
-    result = discover(with_smart(smart_json(doc))).result("smart.required_fields")  # type: ignore[arg-type]
+    report = discover(with_smart(smart_json(doc)))
+    result = report.result("smart.conditional_fields")  # type: ignore[attr-defined]
     assert result.status is Status.FAIL
     assert "authorization_endpoint (required by launch-standalone/launch-ehr)" in result.message
     assert "jwks_uri (required by sso-openid-connect)" in result.message
+    # One requirement per check: the required fields themselves are all there.
+    assert report.result("smart.required_fields").status is Status.PASS  # type: ignore[attr-defined]
 
 
 def test_required_fields_type_and_url_and_grant_problems() -> None:
@@ -121,19 +124,24 @@ def test_required_fields_type_and_url_and_grant_problems() -> None:
     doc["capabilities"] = "launch-standalone"
     doc["token_endpoint"] = "/oauth2/token"
     doc["grant_types_supported"] = ["client_credentials"]
-    result = discover(with_smart(smart_json(doc))).result("smart.required_fields")  # type: ignore[arg-type]
-    assert result.status is Status.FAIL
-    assert "not arrays: capabilities" in result.message
-    assert "not absolute URLs: token_endpoint" in result.message
-    assert "lacks authorization_code" in result.message
+    report = discover(with_smart(smart_json(doc)))
+    forms = report.result("smart.field_forms")  # type: ignore[attr-defined]
+    assert forms.status is Status.FAIL
+    assert "not arrays: capabilities" in forms.message
+    assert "not absolute URLs: token_endpoint" in forms.message
+    grant = report.result("smart.authorization_code_grant")  # type: ignore[attr-defined]
+    assert grant.status is Status.FAIL and "lacks authorization_code" in grant.message
+    assert report.result("smart.required_fields").status is Status.PASS  # type: ignore[attr-defined]
 
 
 def test_required_fields_recommended_missing_warns() -> None:
     doc = smart_configuration()
     for key in ("management_endpoint", "introspection_endpoint", "revocation_endpoint"):
         del doc[key]
-    result = discover(with_smart(smart_json(doc))).result("smart.required_fields")  # type: ignore[arg-type]
-    assert result.status is Status.WARN
+    report = discover(with_smart(smart_json(doc)))
+    assert report.result("smart.required_fields").status is Status.PASS  # type: ignore[attr-defined]
+    result = report.result("smart.recommended_fields")  # type: ignore[attr-defined]
+    assert result.status is Status.WARN and result.spec.severity == "recommended"
     assert result.evidence["missing_recommended"] == [
         "management_endpoint",
         "introspection_endpoint",

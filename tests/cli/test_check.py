@@ -30,7 +30,7 @@ def test_good_server_exits_0_with_table() -> None:
         result = CliRunner().invoke(app, ["check", f"{root}/r4/"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "metadata.reachable" in result.output and "smart.pkce_s256" in result.output
-    assert "passed: 18 pass" in result.output
+    assert "passed: 24 pass" in result.output
     assert sorted(p for p, _ in seen) == [
         "/r4/.well-known/smart-configuration",
         "/r4/Patient?_count=1",
@@ -44,8 +44,8 @@ def test_json_output_is_one_object() -> None:
     assert result.exit_code == 0
     data = json.loads(result.stdout)
     assert data["base_url"] == f"{root}/r4"
-    assert data["summary"] == {"pass": 18, "fail": 0, "warn": 0, "skip": 0, "error": 0}
-    assert len({c["id"] for c in data["checks"]}) == 18
+    assert data["summary"] == {"pass": 24, "fail": 0, "warn": 0, "skip": 0, "error": 0}
+    assert len({c["id"] for c in data["checks"]}) == 24
 
 
 def test_broken_server_exits_1() -> None:

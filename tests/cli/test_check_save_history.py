@@ -40,7 +40,7 @@ def test_check_save_then_history(store_url: str) -> None:
     assert history.exit_code == 0, history.output
     data = json.loads(history.stdout)
     assert [r["kind"] for r in data["runs"]] == ["check"]
-    assert data["runs"][0]["checks"]["pass"] == 18
+    assert data["runs"][0]["checks"]["pass"] == 24
     assert len(data["documents"]["capability"]) == 1
 
 
