@@ -62,6 +62,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "check_command",
         "Run the discovery suite against one FHIR base URL.",
     ),
+    "authorize": LazyCommand(
+        "probe.cli.authorize",
+        "authorize_command",
+        "Walk the SMART patient authorization in a real browser and report how it ended.",
+    ),
     "sync": LazyCommand(
         "probe.cli.sync",
         "sync_command",

@@ -333,6 +333,9 @@ metadata = Base.metadata
 AUTHORIZATION_STATES = ("authorized", "exchanged", "revoked", "bounced", "failed")
 """Final states of a live patient authorization, as in the authorization log (lower case)."""
 
+AUTHORIZATION_ORIGINS = ("imported", "observed")
+"""Where an authorization attempt row comes from: an imported log, or probe's own browser."""
+
 
 class AuthorizationAttemptRow(Base):
     """One live-mode patient authorization attempt, imported from an authorization log.
@@ -345,6 +348,7 @@ class AuthorizationAttemptRow(Base):
     __table_args__ = (
         UniqueConstraint("endpoint_id", "attempt_key"),
         CheckConstraint(_in("state", AUTHORIZATION_STATES), name="state"),
+        CheckConstraint(_in("origin", AUTHORIZATION_ORIGINS), name="origin"),
         Index(None, "endpoint_id", "attempted_at"),
     )
 
@@ -356,6 +360,11 @@ class AuthorizationAttemptRow(Base):
     query_ineligible: Mapped[bool] = mapped_column(Boolean, default=False)
     source: Mapped[str | None] = mapped_column(String(300))
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # `imported` from an authorization log, or `observed` by `probe authorize` (issue 13), which
+    # also records its finer outcome and evidence (hosts and titles, never codes or tokens).
+    origin: Mapped[str] = mapped_column(String(16), default="imported", server_default="imported")
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 DRIFT_KINDS = ("breaking", "notable", "cosmetic")

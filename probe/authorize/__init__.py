@@ -1,0 +1,1 @@
+"""`probe authorize`: the SMART patient authorization walked in a real (headless) browser."""
