@@ -7,6 +7,7 @@ is a public contract (payers' CI parses it); see README "JSON output".
 from __future__ import annotations
 
 import enum
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -190,3 +191,15 @@ class Report:
             "checks": [r.to_json() for r in self.results],
             "summary": self.summary,
         }
+
+
+def finite_json(value: Any) -> Any:
+    """A copy of JSON-shaped data fit for strict JSON (RFC 8259 has no NaN or Infinity): every
+    non-finite float becomes None. Outputs dump the result with ``allow_nan=False``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value

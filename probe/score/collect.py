@@ -440,6 +440,7 @@ def _collect_authorizations(
             AuthorizationAttemptRow.state,
             AuthorizationAttemptRow.query_ineligible,
             AuthorizationAttemptRow.source,
+            AuthorizationAttemptRow.origin,
         )
         .where(
             AuthorizationAttemptRow.endpoint_id.in_(production),
@@ -448,16 +449,29 @@ def _collect_authorizations(
         )
         .order_by(AuthorizationAttemptRow.attempted_at, AuthorizationAttemptRow.id)
     )
+    fetched = list(rows)
+    # A payer's imported log (live members' attempts) is preferred; probe's own observed
+    # attempts (`probe authorize`) count only for payers without a log in the window.
+    with_log = {
+        endpoints[endpoint_id].payer_id
+        for _, endpoint_id, _, _, _, _, origin in fetched
+        if origin != "observed"
+    }
     # (payer, day) -> [last attempt, counts by state, query_ineligible flags, sources, ids]
     days: dict[tuple[int, str], list[Any]] = {}
-    for row_id, endpoint_id, at, state, ineligible, source in rows:
+    for row_id, endpoint_id, at, state, ineligible, source, origin in fetched:
+        payer_id = endpoints[endpoint_id].payer_id
+        if origin == "observed" and payer_id in with_log:
+            continue
         at = as_utc(at)
-        key = (endpoints[endpoint_id].payer_id, at.date().isoformat())
+        key = (payer_id, at.date().isoformat())
         entry = days.setdefault(key, [at, defaultdict(int), 0, {}, []])
         entry[0] = max(entry[0], at)
         entry[1][state] += 1
         entry[2] += 1 if ineligible else 0
-        if source:
+        if origin == "observed":  # the evidence says which source each figure came from
+            entry[3].setdefault("observed:probe authorize", None)
+        elif source:
             entry[3].setdefault(f"authorization_log:{source}", None)
         if (state == "failed" or ineligible) and len(entry[4]) < MAX_FAILED_EVIDENCE:
             entry[4].append(f"authorization:{row_id}")

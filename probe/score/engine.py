@@ -9,6 +9,7 @@ outcome and gets the points the rubric's rule gives it, never a silent zero. Eac
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -233,7 +234,13 @@ def _refresh(p: PayerInputs, w: Window, r: Rubric) -> Resolved:
 
 def _inactive(p: PayerInputs, w: Window, r: Rubric) -> Resolved:
     months = p.facts.inactive_member_access_months
-    value = {"months": months, "available": p.inactive_access_available}
+    indefinite = months is not None and math.isinf(months)
+    # Strict JSON has no Infinity: an indefinite duration is `months: null, indefinite: true`.
+    value = {
+        "months": None if indefinite else months,
+        "indefinite": indefinite,
+        "available": p.inactive_access_available,
+    }
     evidence = ("configured:inactive_member_access_months",)
     if months is None:
         if p.inactive_access_available is None:
@@ -243,7 +250,7 @@ def _inactive(p: PayerInputs, w: Window, r: Rubric) -> Resolved:
             input_value=value,
             evidence=("configured:inactive_access_available",),
         )
-    if months == float("inf"):
+    if indefinite:
         return Resolved(choice="indefinite", input_value=value, evidence=evidence)
     if months == 0 or p.inactive_access_available is False:
         return Resolved(choice="not_available", input_value=value, evidence=evidence)

@@ -28,6 +28,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from probe.models import finite_json
 from probe.score.collect import evidence_summary
 from probe.score.engine import Scorecard, score
 from probe.score.inputs import PayerInputs, as_utc, subtract_months
@@ -379,7 +380,9 @@ def _inline_script(text: str) -> Markup:
 
 
 def _json_for_html(value: Any) -> Markup:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    text = json.dumps(
+        finite_json(value), ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False
+    )
     escaped = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return Markup(escaped)  # noqa: S704
 

@@ -273,3 +273,32 @@ def test_explicit_authorizations_replace_the_table(store: Store) -> None:
     with store.session() as session:
         inputs = {p.name: p for p in collect_inputs(session, WINDOW, authorizations={})}
     assert inputs["Acme Health"].authorizations == ()
+
+
+def test_observed_attempts_score_only_where_no_log_was_imported(store: Store) -> None:
+    """`probe authorize` attempts feed the authorization metrics of payers without a log; a
+    payer with an imported log is scored on its log only. The evidence names the source."""
+    from probe.store.observed_authorizations import save_observed_attempt
+
+    store.upsert_directory(_directory())
+    with store.session() as session:  # Acme has a log; Other Plan has none
+        import_authorizations(
+            session, parse_authorization_csv(GOOD.split(f"{OTHER},")[0], "log.csv")
+        )
+    at = datetime(2025, 5, 10, 9, tzinfo=UTC)
+    for outcome in ("authorized", "authorized", "ineligible"):
+        save_observed_attempt(store, OTHER, outcome, at, {})
+        save_observed_attempt(store, BASE, "login_failed", at, {})
+    with store.session() as session:
+        inputs = {p.name: p for p in collect_inputs(session, WINDOW)}
+    acme, other = inputs["Acme Health"], inputs["Other Plan"]
+    assert all("observed:probe authorize" not in s.evidence for s in acme.authorizations)
+    acme_total = sum((s.value for s in acme.authorizations), start=AuthCounts())
+    assert acme_total.failed == 1  # the log's one failure; the three observed ones are not used
+    (sample,) = other.authorizations
+    assert sample.evidence[0] == "observed:probe authorize"
+    assert (sample.value.successes, sample.value.failed, sample.value.query_ineligible_flags) == (
+        2,
+        1,
+        1,
+    )
