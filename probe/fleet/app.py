@@ -33,7 +33,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from probe.directory.schema import Directory
 from probe.fleet.catalog import build_directory, build_secrets
-from probe.fleet.config import PAGING_STYLES, FleetConfig, PagingStyle, derive, derive_int
+from probe.fleet.config import PAGING_STYLES, FleetConfig, derive, derive_int
 from probe.fleet.credentials import PayerCredentials, payer_credentials
 from probe.fleet.documents import (
     PayerUrls,
@@ -48,6 +48,7 @@ from probe.fleet.faults import FaultPlanner
 from probe.fleet.fhir import FHIR_JSON, PLAIN_JSON, FhirContext, fhir_response, handle_fhir
 from probe.fleet.journeys import Journeys
 from probe.fleet.oauth import OAuthError, PayerAuth, TokenService, jwks
+from probe.fleet.paging import LinkStyle
 from probe.fleet.patients import PayerData, build_payer_data, patient_ids
 from probe.fleet.portal import portal_page
 from probe.fleet.sites import PayerSite, hostile_addresses, layout
@@ -131,9 +132,11 @@ class Fleet:
             self._data.move_to_end(slug)
         return data
 
-    def paging_style(self, slug: str) -> PagingStyle:
-        """The payer's continuation style (configured, or seeded)."""
+    def paging_style(self, slug: str) -> LinkStyle:
+        """The payer's continuation style (`cursor` for `cursor_paging`; configured, or seeded)."""
         site = self.sites[slug]
+        if site.config.behaviour.cursor_paging is not None:
+            return "cursor"
         if site.config.paging_style is not None:
             return site.config.paging_style
         style = PAGING_STYLES[derive_int(self.config.seed, slug, "paging-style") % 4]
@@ -234,7 +237,7 @@ class Fleet:
             cross is not None
             and not cross.requires_auth
             and _server(request.scope)[0] == site.alt_host
-            and bool({"ct", "_page_token", "_getpages"} & request.query_params.keys())
+            and bool({"ct", "_page_token", "_getpages", "cursor"} & request.query_params.keys())
         )
         if not paging_on_other_origin and not behaviour.open_data:
             try:

@@ -43,6 +43,10 @@ class ArchetypeName(enum.StrEnum):
     SANDBOX_ONLY = "sandbox_only"
     PLAIN_JSON = "plain_json"
     OPEN_DATA = "open_data"
+    EXTRA_TYPES = "extra_types"
+    CATEGORY_REQUIRED = "category_required"
+    CURSOR_PAGING = "cursor_paging"
+    LONG_IDS = "long_ids"
     # Hostile servers (probe/fleet/hostile.py): each payer with one gets its own address.
     TRICKLE = "trickle"
     ENDLESS_BODY = "endless_body"
@@ -193,6 +197,44 @@ class SandboxOnlyParams(_Params):
     production: Literal["refused", "503"] = "refused"
 
 
+class ExtraTypesParams(_Params):
+    """Patients also have MedicationAdministration, MedicationStatement, ServiceRequest,
+    Provenance and RelatedPerson resources, declared and searchable; `$everything` is offered
+    only with `everything` true (otherwise it answers as `everything_unsupported`)."""
+
+    everything: bool = False
+
+
+class CategoryRequiredParams(_Params):
+    """`Observation` searches without `category` or `code` answer 400; with
+    `declare_combination` the CapabilityStatement says so (US Core search-parameter
+    combinations), otherwise only the 400 does."""
+
+    declare_combination: bool = True
+
+
+class CursorPagingParams(_Params):
+    """Searches and `$everything` page with opaque `cursor` links; the first
+    `leading_empty_pages` pages have no entries, only a fresh next link."""
+
+    leading_empty_pages: int = Field(default=2, ge=0, le=1000)
+
+
+class LongIdsParams(_Params):
+    """Practitioner and Organization ids are `min_length`..`max_length` characters (R4 allows
+    64); `in_everything` false leaves them out of `$everything` so clients must read them."""
+
+    min_length: int = Field(default=80, ge=65, le=256)
+    max_length: int = Field(default=120, ge=65, le=256)
+    in_everything: bool = False
+
+    @model_validator(mode="after")
+    def _order(self) -> LongIdsParams:
+        if self.min_length > self.max_length:
+            raise ValueError("min_length must not exceed max_length")
+        return self
+
+
 PARAMS: dict[ArchetypeName, type[BaseModel]] = {
     ArchetypeName.EXEMPLARY: NoParams,
     ArchetypeName.NO_SMART_CONFIG: NoSmartConfigParams,
@@ -218,6 +260,10 @@ PARAMS: dict[ArchetypeName, type[BaseModel]] = {
     ArchetypeName.SANDBOX_ONLY: SandboxOnlyParams,
     ArchetypeName.PLAIN_JSON: NoParams,
     ArchetypeName.OPEN_DATA: NoParams,
+    ArchetypeName.EXTRA_TYPES: ExtraTypesParams,
+    ArchetypeName.CATEGORY_REQUIRED: CategoryRequiredParams,
+    ArchetypeName.CURSOR_PAGING: CursorPagingParams,
+    ArchetypeName.LONG_IDS: LongIdsParams,
     **{ArchetypeName(name): params for name, params in HOSTILE_PARAMS.items()},
 }
 
@@ -309,6 +355,10 @@ class Behaviour:
     sandbox_only: SandboxOnlyParams | None = None
     plain_json: bool = False
     open_data: bool = False
+    extra_types: ExtraTypesParams | None = None
+    category_required: CategoryRequiredParams | None = None
+    cursor_paging: CursorPagingParams | None = None
+    long_ids: LongIdsParams | None = None
     hostile: HostileSpec | None = None
 
     def has(self, name: ArchetypeName) -> bool:
@@ -362,5 +412,10 @@ def resolve(entries: list[ArchetypeEntry]) -> Behaviour:
             fields["hostile"] = HostileSpec(str(entry.name), params)  # type: ignore[arg-type]
             continue
         fields[str(entry.name)] = True if isinstance(params, NoParams) else params
+    extra = fields.get("extra_types")
+    if isinstance(extra, ExtraTypesParams) and not extra.everything:
+        # The point of the extra types is the fallback: `$everything` fails as in
+        # `everything_unsupported` (whose own parameters win when it is listed too).
+        fields.setdefault("everything_unsupported", EverythingUnsupportedParams())
     names = tuple(e.name for e in entries) or (ArchetypeName.EXEMPLARY,)
     return Behaviour(names=names, **fields)

@@ -1,9 +1,10 @@
 """The discovery documents and error bodies a simulated payer serves, per archetype.
 
 Pure functions from a payer's URLs and Behaviour to JSON-able dicts (or HTML text): the
-CapabilityStatement (R4 4.0.1, or the 4.0.0 / STU3 / DSTU2 variants), the SMART configuration
-(complete, two-field, or an OpenID document at the SMART path), OperationOutcomes (some without
-`issue.code`, as real servers send them) and gateway HTML pages.
+CapabilityStatement (R4 4.0.1, or the 4.0.0 / STU3 / DSTU2 variants; with the types of
+`extra_types` and the search-parameter combinations of `category_required`), the SMART
+configuration (complete, two-field, or an OpenID document at the SMART path), OperationOutcomes
+(some without `issue.code`, as real servers send them) and gateway HTML pages.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from probe.fleet.archetypes import Behaviour
+from probe.fleet.extras import EXTRA_TYPES
 
 C4BB_CS = "http://hl7.org/fhir/us/carin-bb/CapabilityStatement/c4bb"
 US_CORE_CS = "http://hl7.org/fhir/us/core/CapabilityStatement/us-core-server"
@@ -21,6 +23,9 @@ OLD_SECURITY_SYSTEM = "http://hl7.org/fhir/restful-security-service"
 C4BB = "http://hl7.org/fhir/us/carin-bb/StructureDefinition/"
 EVERYTHING_DEF = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
 FLEET_DATE = "2025-06-01T00:00:00Z"
+COMBINATION_URL = (
+    "http://hl7.org/fhir/StructureDefinition/capabilitystatement-search-parameter-combination"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +100,29 @@ def _security(urls: PayerUrls, system: str) -> dict[str, Any]:
     }
 
 
-def _rest_resources(everything: bool) -> list[dict[str, Any]]:
+def _combination(*required: str) -> dict[str, Any]:
+    """A US Core search-parameter-combination extension requiring these parameters together."""
+    return {
+        "url": COMBINATION_URL,
+        "extension": [{"url": "required", "valueString": name} for name in required],
+    }
+
+
+def _rest_resources(everything: bool, behaviour: Behaviour | None = None) -> list[dict[str, Any]]:
+    resources = list(_RESOURCES)
+    if behaviour is not None and behaviour.extra_types is not None:
+        resources += [(rtype, [], [(param, "reference")]) for rtype, param in EXTRA_TYPES.items()]
+    category = behaviour.category_required if behaviour is not None else None
     out: list[dict[str, Any]] = []
-    for rtype, profiles, params in _RESOURCES:
+    for rtype, profiles, params in resources:
         entry: dict[str, Any] = {"type": rtype}
+        if rtype == "Observation" and category is not None:
+            params = [*params, ("category", "token"), ("code", "token")]
+            if category.declare_combination:
+                entry["extension"] = [
+                    _combination("patient", "category"),
+                    _combination("patient", "code"),
+                ]
         if profiles:
             entry["supportedProfile"] = profiles
         entry["interaction"] = [{"code": "read"}, {"code": "search-type"}]
@@ -139,7 +163,7 @@ def capability_statement(urls: PayerUrls, behaviour: Behaviour) -> dict[str, Any
         }
     stu3 = behaviour.legacy_stu3
     version = "3.0.2" if stu3 else "4.0.0" if behaviour.r4_400 else "4.0.1"
-    resources = _rest_resources(everything)
+    resources = _rest_resources(everything, behaviour)
     if stu3:
         for r in resources:
             profiles = r.pop("supportedProfile", None)

@@ -3,7 +3,10 @@
 Responses are assembled from pre-serialized resources. Bundles are `searchset`s with `total`,
 `self` and `next` links, `fullUrl`s and `search.mode`. Errors are OperationOutcomes; a few omit
 `issue.code` (as real servers do) and unknown ids of `dangling_references` payers may answer 500
-with HAPI-2001.
+with HAPI-2001. Observation and Condition searches filter by `category` and `code`;
+`category_required` payers refuse Observation searches with neither (400), `extra_types` payers
+serve five more compartment types, and `cursor_paging` payers page with opaque cursors after
+leading empty pages.
 """
 
 from __future__ import annotations
@@ -18,22 +21,35 @@ from urllib.parse import urlsplit
 from starlette.responses import Response
 
 from probe.fleet.archetypes import Behaviour
-from probe.fleet.config import PagingStyle
 from probe.fleet.documents import FLEET_DATE, hapi_not_known, operation_outcome
+from probe.fleet.extras import EXTRA_TYPES, token_matches
 from probe.fleet.paging import (
     PAGING_PARAMS,
+    LinkStyle,
     Query,
     crosses_origin,
+    decode_cursor,
     decode_token,
     next_offset,
     page_url,
 )
-from probe.fleet.patients import PATIENT_FIELD, SHARED_TYPES, Key, PayerData
+from probe.fleet.patients import PATIENT_FIELD, SHARED_TYPES, TOKEN_SEARCH_TYPES, Key, PayerData
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 PLAIN_JSON = "application/json; charset=utf-8"
-KNOWN_TYPES = frozenset({*PATIENT_FIELD, *SHARED_TYPES})
+KNOWN_TYPES = frozenset({*PATIENT_FIELD, *SHARED_TYPES}) - frozenset(EXTRA_TYPES)
 _REF_PARAMS = ("patient", "beneficiary", "subject")
+_TOKEN_PARAMS = ("category", "code")
+CATEGORY_REQUIRED_MESSAGE = (
+    "Observation search must have either code or category (a patient-only search is not allowed)"
+)
+
+
+def served_types(behaviour: Behaviour) -> frozenset[str]:
+    """The resource types a payer serves (the extra types only with `extra_types`)."""
+    if behaviour.extra_types is not None:
+        return KNOWN_TYPES | frozenset(EXTRA_TYPES)
+    return KNOWN_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +59,7 @@ class FhirContext:
     base: str  # the base URL as the client reached it (scheme://host:port/prefix)
     other_base: str  # the same base on the payer's other origin
     behaviour: Behaviour
-    style: PagingStyle
+    style: LinkStyle
     secret: bytes
     page_size: int
     max_count: int
@@ -71,6 +87,9 @@ def handle_fhir(
 ) -> Response:
     """Answer a GET below the base URL (path without leading slash, e.g. ``Coverage``)."""
     values = dict(params)
+    cursor = values.get("cursor")
+    if cursor is not None:
+        return _continued(ctx, data, decode_cursor(ctx.secret, cursor), url)
     token = values.get("ct") or values.get("_page_token") or values.get("_getpages")
     if token is not None:
         return _continue(ctx, data, token, values, url)
@@ -78,7 +97,7 @@ def handle_fhir(
     if not parts:
         return _error(400, "Invalid request: no resource type in the URL", ctx, None)
     rtype = parts[0]
-    if rtype not in KNOWN_TYPES:
+    if rtype not in served_types(ctx.behaviour):
         return _error(404, f"Unknown resource type '{rtype}'", ctx, "not-supported")
     if len(parts) == 2:
         return _read(ctx, data, rtype, parts[1])
@@ -95,6 +114,9 @@ def handle_fhir(
         offset = max(0, int(values.get("startIndex", "0")))
     except ValueError:
         return _error(400, "Invalid startIndex", ctx)
+    cursor_paging = ctx.behaviour.cursor_paging
+    if cursor_paging is not None:
+        offset = -cursor_paging.leading_empty_pages  # negative offsets are the leading empty pages
     return _page(ctx, data, built, offset, url)
 
 
@@ -129,13 +151,29 @@ def _search_query(
     patient: str | None = None
     ids: tuple[str, ...] | None = None
     eob_type: str | None = None
+    only = EXTRA_TYPES.get(rtype) if rtype == "ServiceRequest" else None
     for key, value in params:
+        if key in _REF_PARAMS and only is not None and key != only:
+            return _error(
+                400,
+                f'Unknown search parameter "{key}" for resource type "{rtype}". Valid '
+                f"search parameters for this search are: [_id, {only}]",
+                ctx,
+                "not-supported",
+            )
         if key in _REF_PARAMS:
             patient = _strip_ref(value)
         elif key == "_id":
             ids = tuple(v for v in value.split(",") if v)
         elif key == "type" and rtype == "ExplanationOfBenefit":
             eob_type = value.rsplit("|", 1)[-1]
+    names = {k for k, _ in params}
+    if (
+        ctx.behaviour.category_required is not None
+        and rtype == "Observation"
+        and not names & {"category", "code", "_id"}
+    ):
+        return _error(400, CATEGORY_REQUIRED_MESSAGE, ctx, "required")
     return Query("search", rtype, patient, ids, eob_type, count, tuple(params))
 
 
@@ -174,6 +212,14 @@ def _continue(
     return _page(ctx, data, query, offset, url)
 
 
+def _continued(
+    ctx: FhirContext, data: PayerData, decoded: tuple[Query, int] | None, url: str
+) -> Response:
+    if decoded is None:
+        return _error(410, "Invalid or expired cursor", ctx, None)
+    return _page(ctx, data, decoded[0], decoded[1], url)
+
+
 def _keys(data: PayerData, query: Query) -> list[tuple[Key, str]]:
     if query.kind == "everything":
         patient = query.patient or ""
@@ -189,16 +235,29 @@ def _keys(data: PayerData, query: Query) -> list[tuple[Key, str]]:
     found = data.search(query.rtype, query.patient, list(query.ids) if query.ids else None)
     if query.eob_type:
         found = [k for k in found if data.eob_types.get(k[1]) == query.eob_type]
+    if query.rtype in TOKEN_SEARCH_TYPES:
+        for name, value in query.params:
+            if name in _TOKEN_PARAMS:  # repeated parameters AND, commas within one OR
+                found = [k for k in found if token_matches(value, _token(data, k, name))]
     return [(k, "match") for k in found]
+
+
+def _token(data: PayerData, key: Key, name: str) -> frozenset[tuple[str, str]]:
+    return data.tokens.get(key, {}).get(name, frozenset())
 
 
 def _page(ctx: FhirContext, data: PayerData, query: Query, offset: int, url: str) -> Response:
     matches = _keys(data, query)
     total = len(matches)
     count = query.count
-    page = matches[offset : offset + count] if count else []
+    if offset < 0 and (not count or not total):
+        offset = 0  # leading empty pages only before data
+    page = matches[offset : offset + count] if count and offset >= 0 else []
     links = [{"relation": "self", "url": url}]
-    nxt = next_offset(ctx.behaviour, offset, count, total) if count else None
+    if offset < 0:
+        nxt: int | None = offset + 1
+    else:
+        nxt = next_offset(ctx.behaviour, offset, count, total) if count else None
     if nxt is not None:
         base = ctx.other_base if crosses_origin(ctx.behaviour, nxt, count) else _base_of(ctx, url)
         links.append({"relation": "next", "url": page_url(base, ctx.style, ctx.secret, query, nxt)})

