@@ -23,14 +23,18 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from probe.cli.fleet import require_fleet_extra
 
+if TYPE_CHECKING:
+    from probe.directory.schema import Directory
+
 FLEET_START_TIMEOUT = 60.0
 PROBE_TIMEOUT = 100.0
+LOGIN_TIMEOUT = 240.0  # more for `probe run` while test members sign in through the browser
 REPORT = "probe-report.html"
 DEMO_PORT = 8791  # fixed, so that repeated demos probe the same base URLs and build one history
 
@@ -135,10 +139,91 @@ def _probe(args: list[str], what: str, timeout: float = PROBE_TIMEOUT) -> int:
         _stop(process, what)
 
 
-def _run_crawl(directory_file: Path, workdir: Path) -> int:
+def _free_port_block(first: int, count: int) -> int:
+    """The first port of `count` consecutive ports free on 127.0.0.1, from `first` on (another
+    demo running at the same time holds the fleet's usual redirect ports)."""
+    import socket
+
+    for start in range(first, 65535 - count, count):
+        try:
+            for port in range(start, start + count):
+                with socket.socket() as sock:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the listener
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return start
+    return first
+
+
+#: The payers whose members sign in during the demo: a clean consent journey, an eligibility
+#: error on the callback and an identity-verification dead end, kept few so the demo stays quick.
+DEMO_LOGIN_PAYERS = ("Blue Meadow Health", "Harbor Care Plan", "Pine Valley Medicaid",
+                     "Cascade Family Health", "Redwood Community Plan")  # fmt: skip
+
+
+def _only_some_logins(directory: Directory) -> Directory:
+    """`directory` with member logins kept only for DEMO_LOGIN_PAYERS."""
+    payers = []
+    for payer in directory.payers:
+        if payer.name not in DEMO_LOGIN_PAYERS:
+            endpoints = [
+                e.model_copy(
+                    update={
+                        "test_patients": [
+                            p.model_copy(update={"authorize": None}) for p in e.test_patients
+                        ]
+                    }
+                )
+                for e in payer.endpoints
+            ]
+            payer = payer.model_copy(update={"endpoints": endpoints})
+        payers.append(payer)
+    return directory.model_copy(update={"payers": payers})
+
+
+def _member_logins(directory_file: Path) -> bool:
+    """Give the fleet's test members browser logins (`authorize:` blocks) in the directory;
+    False (said once) when Playwright or Chromium is missing, and the demo runs without them."""
+    import yaml
+
+    from probe.crawl.authorizing import login_unavailable
+    from probe.directory.schema import dump_directory, load_directory
+    from probe.fleet.catalog import (
+        AUTHORIZE_PORT,
+        member_login_secrets,
+        with_member_logins,
+        write_secrets,
+    )
+
+    missing = login_unavailable()
+    if missing is not None:
+        print(
+            f"demo: {missing}; test members are not signed in through a browser, so the "
+            "Patient Experience metrics stay 'not enough data'",
+            file=sys.stderr,
+        )
+        return False
+    directory = load_directory(directory_file)
+    first_port = _free_port_block(AUTHORIZE_PORT, len(directory.payers))
+    directory = _only_some_logins(with_member_logins(directory, first_port))
+    if directory.secrets_file is None:
+        return False
+    secrets_file = Path(directory.secrets_file)
+    values = yaml.safe_load(secrets_file.read_text(encoding="utf-8")) or {}
+    write_secrets(secrets_file, {**values, **member_login_secrets(directory)})
+    directory_file.write_text(dump_directory(directory), encoding="utf-8")
+    print("demo: test members sign in through headless Chromium during probe run", file=sys.stderr)
+    return True
+
+
+def _run_crawl(directory_file: Path, workdir: Path, logins: bool = False) -> int:
     # The fleet lives on loopback, so the demo can be less polite than a nightly run.
     args = ["run", str(directory_file), "--rate", "50", "--per-host", "4"]
-    status = _probe([*args, "--token-store", str(workdir / "tokens.yaml")], "probe run")
+    timeout = PROBE_TIMEOUT + (LOGIN_TIMEOUT if logins else 0.0)
+    status = _probe(
+        [*args, "--token-store", str(workdir / "tokens.yaml")], "probe run", timeout=timeout
+    )
     if status != 0:
         return status
     status = _probe(["score"], "probe score", timeout=60)
@@ -240,7 +325,7 @@ def run_demo(port: int = DEMO_PORT, *, keep: bool = False) -> int:
             count = len(load_directory(directory_file).payers)
             up = (workdir / "fleet.log").read_text().strip()
             print(f"demo: fleet of {count} payers is up ({up})", file=sys.stderr)
-            status = _run_crawl(directory_file, workdir)
+            status = _run_crawl(directory_file, workdir, logins=_member_logins(directory_file))
             _check_stop()
             _fleet_summary(origin)
     except _Stopped as stop:

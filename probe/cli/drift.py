@@ -25,6 +25,7 @@ from rich.text import Text
 from probe.cli.fail import fail
 from probe.cli.groups import HelpGroup
 from probe.cli.options import DbOption
+from probe.cli.safe_text import cell, line, safe_json
 
 KIND_STYLE = {"breaking": "bold red", "notable": "yellow", "cosmetic": "dim"}
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([dhw])\s*$", re.IGNORECASE)
@@ -98,12 +99,12 @@ def events_table(events: Sequence[DriftEvent], title: str = "drift events") -> T
         table.add_row(
             e.detected_at.strftime("%Y-%m-%d %H:%M"),
             f"{e.run_id}" + (f" (vs {e.previous_run_id})" if e.previous_run_id else ""),
-            e.payer,
-            e.base_url,
+            cell(e.payer),
+            cell(e.base_url),
             Text(str(e.kind), style=KIND_STYLE[str(e.kind)]),
-            e.change_id,
-            f"{_short(e.before)} → {_short(e.after)}",
-            e.reason,
+            cell(e.change_id),
+            cell(f"{_short(e.before)} → {_short(e.after)}"),
+            cell(e.reason),
         )
     return table
 
@@ -152,7 +153,8 @@ def drift_command(
     except StoreError as exc:
         fail(str(exc))
     if output_format.lower() == "json":
-        sys.stdout.write(json.dumps([e.to_json() for e in events], indent=2) + "\n")
+        data = safe_json([e.to_json() for e in events])
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
     console = Console() if Console().is_terminal else Console(width=200)
     if not events:
@@ -197,7 +199,7 @@ def detect_command(
     except (StoreError, DriftError) as exc:
         fail(str(exc))
     console = Console() if Console().is_terminal else Console(width=200)
-    console.print(detection.summary(), markup=False)
+    console.print(line(detection.summary()))
     if detection.events:
         console.print(events_table(detection.events, f"drift of run {run_id}"))
     if webhook and detection.new_events:
@@ -206,4 +208,4 @@ def detect_command(
         async def post() -> NotifyResult:
             return await notify_webhook(webhook, events)
 
-        console.print(anyio.run(post).summary(), markup=False)
+        console.print(line(anyio.run(post).summary()))

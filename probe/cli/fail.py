@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from probe.cli.safe_text import safe
+
 EXIT_USAGE = 2
 
 
@@ -18,8 +20,9 @@ def _stderr() -> Console:
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print ``error: message`` (plain text, never markup) on stderr and exit with `code`."""
-    _stderr().print(Text.assemble(("error: ", "bold red"), message))
+    """Print ``error: message`` (plain text, never markup, control characters and known secrets
+    replaced) on stderr and exit with `code`."""
+    _stderr().print(Text.assemble(("error: ", "bold red"), safe(message)))
     raise typer.Exit(code)
 
 
@@ -27,7 +30,7 @@ def fail_lines(lines: Sequence[str], limit: int = 100) -> NoReturn:
     """Print each problem on its own line (at most `limit`, then a count) and exit 2."""
     err = _stderr()
     for line in lines[:limit]:
-        err.print(Text(line))
+        err.print(Text(safe(line)))
     if len(lines) > limit:
         err.print(Text(f"... and {len(lines) - limit} more problem(s)"))
     raise typer.Exit(EXIT_USAGE)
@@ -44,6 +47,8 @@ def absolute_url(value: str, option: str) -> str:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not host:
         fail(f"{option}: {value!r} is not an absolute http(s) URL")
+    if parts.username is not None or parts.password is not None:
+        fail(f"{option}: a URL must not carry a user name or password (use credentials options)")
     return text
 
 
@@ -56,5 +61,10 @@ def base_url_argument(value: str) -> str:
     except ValueError:
         ok = False
     if not ok:
-        raise typer.BadParameter(f"{value!r} is not an absolute http(s) URL")
+        raise typer.BadParameter(f"{safe(repr(value))} is not an absolute http(s) URL")
+    if "@" in urlsplit(text).netloc:
+        raise typer.BadParameter(
+            "a base URL must not carry a user name or password (credentials go in options or "
+            "endpoints.yaml secret references)"
+        )
     return text

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from probe.cli.fail import fail
 from probe.cli.options import DbOption
+from probe.cli.safe_text import cell, line, safe_json
 
 _out = Console(highlight=False, soft_wrap=True)
 
@@ -87,34 +88,39 @@ def history_command(
                 for kind, versions in documents.items()
             },
         }
-        _out.print_json(json.dumps(data))
+        _out.print_json(json.dumps(safe_json(data)))
         return
-    table = Table(title=f"{endpoint.base_url} ({endpoint.environment})")
+    table = Table(title=line(f"{endpoint.base_url} ({endpoint.environment})"))
     for column in ("run", "started", "kind", "run status", "pass", "fail", "warn", "skip", "error"):
         table.add_column(column)
     for r in runs:
         table.add_row(
             str(r.run_id),
             r.started_at.strftime("%Y-%m-%d %H:%M"),
-            r.kind,
-            r.run_status,
+            cell(r.kind),
+            cell(r.run_status),
             *(str(r.counts.get(s, 0)) for s in ("pass", "fail", "warn", "skip", "error")),
         )
     _out.print(table)
     if check:
-        detail = Table(title=check)
+        detail = Table(title=line(check))
         for column in ("run", "observed", "status", "message"):
             detail.add_column(column)
         for v in verdicts:
             detail.add_row(
-                str(v.run_id), v.observed_at.strftime("%Y-%m-%d %H:%M"), v.status, v.message
+                str(v.run_id),
+                v.observed_at.strftime("%Y-%m-%d %H:%M"),
+                cell(v.status),
+                cell(v.message),
             )
         _out.print(detail)
     for kind, versions in documents.items():
         if versions:
-            _out.print(f"{kind}: {len(versions)} version(s) seen")
+            _out.print(line(f"{kind}: {len(versions)} version(s) seen"))
             for ver in versions:
                 _out.print(
-                    f"  {ver.content_hash[:12]}  {ver.first_seen:%Y-%m-%d} .. "
-                    f"{ver.last_seen:%Y-%m-%d}  ({ver.sightings} sighting(s))"
+                    line(
+                        f"  {ver.content_hash[:12]}  {ver.first_seen:%Y-%m-%d} .. "
+                        f"{ver.last_seen:%Y-%m-%d}  ({ver.sightings} sighting(s))"
+                    )
                 )

@@ -40,8 +40,9 @@ from rich.text import Text
 
 import probe.cli.options_credentials as opts
 from probe.cli.fail import absolute_url, fail
-from probe.cli.options import DbOption
+from probe.cli.options import CaBundleOption, DbOption, TokenStoreOption
 from probe.cli.options_credentials import credentials_from_options
+from probe.cli.safe_text import cell, line, safe, safe_json
 
 EXIT_PASS = 0
 EXIT_GATE_FAILED = 1
@@ -61,25 +62,23 @@ def print_summary(result: PrereleaseResult, console: Console) -> None:
     console.print(
         Text.assemble(
             (f"prerelease {verdict(result)}", "bold green" if result.gate.passed else "bold red"),
-            f": {result.candidate.report.base_url}",
+            f": {safe(result.candidate.report.base_url, one_line=True)}",
         )
     )
-    console.print(baseline_line(result), markup=False)
-    console.print(score_line(result), markup=False)
+    console.print(line(baseline_line(result)))
+    console.print(line(score_line(result)))
     report = result.candidate.report
     summary = ", ".join(f"{n} {k}" for k, n in report.summary.items() if n)
-    console.print(f"checks: {summary}", markup=False)
+    console.print(line(f"checks: {summary}"))
     for sync in result.candidate.syncs:
         console.print(
-            f"sync {sync.patient_label}: {sync.outcome}, "
-            f"$everything {sync.everything.support_level}, "
-            f"{sum(sync.resources_by_type.values())} resources",
-            markup=False,
+            line(
+                f"sync {sync.patient_label}: {sync.outcome}, "
+                f"$everything {sync.everything.support_level}, "
+                f"{sum(sync.resources_by_type.values())} resources"
+            )
         )
-    console.print(
-        "changes: " + ", ".join(f"{n} {k}" for k, n in counts.items()),
-        markup=False,
-    )
+    console.print(line("changes: " + ", ".join(f"{n} {k}" for k, n in counts.items())))
     shown = [c for c in result.changes if c.kind is not ChangeKind.COSMETIC]
     if shown:
         table = Table(title="changes against the baseline (cosmetic ones in the reports)")
@@ -90,13 +89,13 @@ def print_summary(result: PrereleaseResult, console: Console) -> None:
         for c in shown:
             table.add_row(
                 Text(str(c.kind), style=KIND_STYLE[str(c.kind)]),
-                c.id,
-                f"{value_text(c.before, 50)} → {value_text(c.after, 50)}",
-                c.reason,
+                cell(c.id),
+                cell(f"{value_text(c.before, 50)} → {value_text(c.after, 50)}"),
+                cell(c.reason),
             )
         console.print(table)
     for reason in result.gate.reasons:
-        console.print(f"gate: {reason}", markup=False)
+        console.print(line(f"gate: {reason}"))
     if result.saved_run_id is not None:
         console.print(f"saved as run {result.saved_run_id}", markup=False)
 
@@ -139,12 +138,12 @@ def prerelease_command(
     algorithm: opts.Algorithm = "RS384",
     scope: opts.Scope = None,
     token_url: opts.TokenUrl = None,
-    token_store: opts.TokenStorePath = None,
+    token_store: TokenStoreOption = None,
     page_size: opts.PageSize = 200,
     max_pages: Annotated[int, typer.Option(min=1, help="page cap")] = 500,
     no_validate: opts.NoValidate = False,
     timeout: Annotated[float, typer.Option(min=0.1, help="seconds per request")] = 20.0,
-    ca_bundle: Annotated[str | None, typer.Option(help="CA bundle for private CAs")] = None,
+    ca_bundle: CaBundleOption = None,
     html: Annotated[Path | None, typer.Option("--html", help="write the HTML report here")] = None,
     markdown: Annotated[
         Path | None, typer.Option("--markdown", help="write the Markdown report here")
@@ -270,7 +269,8 @@ def prerelease_command(
     except OSError as exc:
         fail(f"cannot write the report: {exc.strerror or exc}")
     if output_format.lower() == "json":
-        sys.stdout.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")
+        data = safe_json(json.loads(json.dumps(result.to_json(), default=str)))
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         console = Console() if Console().is_terminal else Console(width=160)
         print_summary(result, console)

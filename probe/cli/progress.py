@@ -18,6 +18,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from probe.cli.safe_text import cell, safe, safe_markup
+from probe.http.redact import redact_url
+
 if TYPE_CHECKING:
     from probe.crawl.crawler import TargetOutcome
     from probe.store.tables import RunStatus
@@ -26,11 +29,13 @@ if TYPE_CHECKING:
 def _describe(outcome: TargetOutcome) -> str:
     t = outcome.target
     if outcome.error and not outcome.error.startswith("endpoint_deadline"):
-        return f"{t.payer.name} {t.environment} {t.base_url}: probe error {outcome.error}"
+        return (
+            f"{t.payer.name} {t.environment} {redact_url(t.base_url)}: probe error {outcome.error}"
+        )
     counts = outcome.status_counts()
     failed = outcome.failed_required
     parts = [
-        f"{t.payer.name} {t.environment} {t.base_url}:",
+        f"{t.payer.name} {t.environment} {redact_url(t.base_url)}:",
         f"{counts['pass']} pass, {counts['fail']} fail, {counts['warn']} warn",
     ]
     if failed:
@@ -51,7 +56,7 @@ class LogReporter:
 
     def _line(self, text: str) -> None:
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.stream.write(f"{stamp} probe: {text}\n")
+        self.stream.write(f"{stamp} probe: {safe(text, one_line=True)}\n")
         self.stream.flush()
 
     def started(self, run_id: int, total: int, resumed: bool) -> None:
@@ -95,7 +100,8 @@ class RichReporter:
     def target_done(self, outcome: TargetOutcome, done: int, total: int) -> None:
         """Advance the bar."""
         if self.task is not None:
-            self.progress.update(self.task, advance=1, last=outcome.target.payer.name[:30])
+            name = safe_markup(safe(outcome.target.payer.name, one_line=True)[:30])
+            self.progress.update(self.task, advance=1, last=name)
 
     def finished(self, status: RunStatus, outcomes: Sequence[TargetOutcome]) -> None:
         """Remove the bar."""
@@ -127,13 +133,13 @@ def summary_table(outcomes: Sequence[TargetOutcome]) -> Table:
             for s in o.syncs
         )
         table.add_row(
-            o.target.payer.name,
-            str(o.target.environment),
-            o.target.base_url,
+            cell(o.target.payer.name),
+            cell(o.target.environment),
+            cell(redact_url(o.target.base_url)),
             str(counts["pass"]),
             str(counts["fail"]),
             str(counts["warn"]),
-            o.error or ", ".join(o.failed_required) or "-",
-            syncs or "-",
+            cell(o.error or ", ".join(o.failed_required) or "-"),
+            cell(syncs or "-"),
         )
     return table

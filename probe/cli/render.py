@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from probe.cli.safe_text import cell, line, safe_json
 from probe.models import Status
 
 if TYPE_CHECKING:
@@ -26,14 +27,14 @@ STATUS_STYLE = {
 
 def report_json(report: Report) -> str:
     """The report as the documented JSON object (one line per call, pretty-printed)."""
-    return json.dumps(report.to_json(), indent=2, ensure_ascii=False)
+    return json.dumps(safe_json(report.to_json()), indent=2, ensure_ascii=False)
 
 
 def report_table(report: Report) -> Table:
     """A rich table with one row per check: status, id, severity, message."""
     table = Table(
-        title=f"probe check {report.base_url}",
-        caption=_summary_line(report),
+        title=line(f"probe check {report.base_url}"),
+        caption=line(_summary_line(report)),
         show_lines=False,
         expand=False,
     )
@@ -44,9 +45,9 @@ def report_table(report: Report) -> Table:
     for result in report.results:
         table.add_row(
             Text(str(result.status).upper(), style=STATUS_STYLE[result.status]),
-            result.id,
-            str(result.spec.severity),
-            result.message,
+            cell(result.id),
+            cell(result.spec.severity),
+            cell(result.message),
         )
     return table
 
@@ -65,7 +66,8 @@ def print_report(report: Report, console: Console) -> None:
 def sync_tables(result: SyncResult) -> list[Table]:
     """Rich tables for one sync: headline figures, resources by type, requests by step."""
     head = Table(
-        title=f"probe sync {result.base_url} patient {result.patient_label}", show_header=False
+        title=line(f"probe sync {result.base_url} patient {result.patient_label}"),
+        show_header=False,
     )
     head.add_column("figure")
     head.add_column("value", overflow="fold")
@@ -74,14 +76,16 @@ def sync_tables(result: SyncResult) -> list[Table]:
     rate = f"{refs.rate:.1%}" if refs.rate is not None else "no references"
     head.add_row(
         "outcome",
-        Text(result.outcome, style="green" if result.outcome == "completed" else "yellow"),
+        cell(result.outcome, style="green" if result.outcome == "completed" else "yellow"),
     )
     head.add_row("duration", duration)
     head.add_row("pages / bytes", f"{result.pages} / {result.bytes}")
     head.add_row(
         "$everything",
-        f"{result.everything.support_level}"
-        + (" (fallback to searches)" if result.everything.fallback_used else ""),
+        cell(
+            f"{result.everything.support_level}"
+            + (" (fallback to searches)" if result.everything.fallback_used else "")
+        ),
     )
     head.add_row(
         "references",
@@ -90,31 +94,33 @@ def sync_tables(result: SyncResult) -> list[Table]:
     )
     head.add_row(
         "tokens",
-        f"{result.tokens.kind}; refresh token issued: {result.tokens.refresh_token_issued}; "
-        f"access token lifetime: {result.tokens.access_token_lifetime_s} s",
+        cell(
+            f"{result.tokens.kind}; refresh token issued: {result.tokens.refresh_token_issued}; "
+            f"access token lifetime: {result.tokens.access_token_lifetime_s} s"
+        ),
     )
     types = Table(title="resources by type")
     types.add_column("type")
     types.add_column("distinct", justify="right")
     types.add_column("invalid (R4)", justify="right")
     for rtype, count in result.resources_by_type.items():
-        types.add_row(rtype, str(count), str(result.validation_failures.get(rtype, 0)))
+        types.add_row(cell(rtype), str(count), str(result.validation_failures.get(rtype, 0)))
     steps = Table(title="requests by step")
     steps.add_column("step")
     steps.add_column("status: count")
     for step, codes in result.requests_by_step.items():
-        steps.add_row(step, ", ".join(f"{code}: {n}" for code, n in codes.items()))
+        steps.add_row(cell(step), cell(", ".join(f"{code}: {n}" for code, n in codes.items())))
     tables = [head, types, steps]
     if result.findings:
         findings = Table(title="findings")
         findings.add_column("code")
         findings.add_column("message", overflow="fold")
         for f in result.findings:
-            findings.add_row(f.code, f.message)
+            findings.add_row(cell(f.code), cell(f.message))
         tables.append(findings)
     return tables
 
 
 def sync_json(result: SyncResult) -> str:
     """The documented JSON object for one sync."""
-    return json.dumps(result.to_json(), indent=2, ensure_ascii=False)
+    return json.dumps(safe_json(result.to_json()), indent=2, ensure_ascii=False)

@@ -13,8 +13,11 @@ import typer
 from rich.console import Console
 
 from probe.cli import options_bounds as bounds
-from probe.cli.options import DbOption
+from probe.cli.options import CaBundleOption, DbOption, TokenStoreOption
 from probe.cli.progress import reporter_for, summary_table
+from probe.cli.safe_text import line as text_line
+from probe.cli.safe_text import safe
+from probe.http.redact import redact_url
 
 EXIT_LOCKED = 3
 EXIT_STORE = 4
@@ -36,16 +39,17 @@ def run_command(
     timeout: Annotated[float, typer.Option(min=0.1, help="seconds per request")] = 20.0,
     no_sync: Annotated[bool, typer.Option("--no-sync", help="discovery only")] = False,
     no_portal: Annotated[bool, typer.Option("--no-portal", help="skip developer portals")] = False,
+    browsers: Annotated[
+        int, typer.Option("--browsers", min=1, help="browser authorizations at once")
+    ] = _CRAWL_DEFAULTS.browsers,
     resume: Annotated[
         bool, typer.Option("--resume", help="finish the last interrupted run instead of a new one")
     ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="validate and list what would be probed")
     ] = False,
-    token_store: Annotated[
-        Path | None, typer.Option(help="YAML file keeping rotated refresh tokens")
-    ] = None,
-    ca_bundle: Annotated[str | None, typer.Option(help="CA bundle for private CAs")] = None,
+    token_store: TokenStoreOption = None,
+    ca_bundle: CaBundleOption = None,
     notify_webhook: Annotated[
         str | None, typer.Option(help="POST the run's new drift events (JSON) to this URL")
     ] = None,
@@ -102,7 +106,7 @@ def run_command(
         directory = load_directory(directory_file)
     except DirectoryError as exc:
         for problem in exc.problems:
-            err.print(problem, markup=False, highlight=False)
+            err.print(text_line(problem), highlight=False)
         raise typer.Exit(2) from None
     try:
         shard_spec = parse_shard(shard) if shard else None
@@ -119,7 +123,8 @@ def run_command(
             sync_note = ""
             if t.endpoint.credentials and t.environment == t.endpoint.environment:
                 sync_note = f"\tsync: {len(t.endpoint.test_patients)} patient(s)"
-            typer.echo(f"{t.payer.name}\t{t.environment}\t{t.base_url}{sync_note}")
+            name = safe(t.payer.name, one_line=True)
+            typer.echo(f"{name}\t{t.environment}\t{safe(redact_url(t.base_url))}{sync_note}")
         typer.echo(f"{len(chosen)} endpoints would be probed")
         return
     secrets_file = None
@@ -143,6 +148,8 @@ def run_command(
         store_down_limit=store_down_limit,
         sync=not no_sync,
         portal=not no_portal,
+        browsers=browsers,
+        directory_dir=directory_file.parent.resolve(),
         token_store=token_store,
         verify=ca_bundle or True,
         drift=DriftSettings(
@@ -187,8 +194,8 @@ def run_command(
         + (f", {summary.skipped_done} already done" if summary.resumed else ""),
         markup=False,
     )
-    for line in summary.drift.lines() if summary.drift else []:  # drift: detection, webhook
-        console.print(line, markup=False)
+    for drift_line in summary.drift.lines() if summary.drift else []:  # drift: detection, webhook
+        console.print(text_line(drift_line))
     for circuit in summary.open_circuits:  # hosts the breaker stopped (docs/hostile.md)
         console.print(f"circuit open for {circuit.host}: {circuit.reason}", markup=False)
     if summary.store_error is not None:

@@ -28,6 +28,7 @@ from rich.text import Text
 from probe.cli.fail import fail
 from probe.cli.options import AsOfOption, DbOption, RubricOption, WindowOption
 from probe.cli.reading import scored_store, scoring_options
+from probe.cli.safe_text import cell, line, safe, safe_json
 
 if TYPE_CHECKING:
     from probe.score.engine import Scorecard
@@ -103,7 +104,8 @@ def scorecard_csv(card: Scorecard, only: str | None = None) -> str:
         if only is not None and s.payer != only:
             continue
         for m in s.metrics:
-            writer.writerow(
+            _write_safe_row(
+                writer,
                 [
                     ranked.rank,
                     s.payer,
@@ -123,14 +125,18 @@ def scorecard_csv(card: Scorecard, only: str | None = None) -> str:
                     m.comment,
                     " ".join(m.evidence),
                     m.evidence_total,
-                ]
+                ],
             )
     return buffer.getvalue()
 
 
+def _write_safe_row(writer: Any, row: list[Any]) -> None:
+    writer.writerow([safe(v) if isinstance(v, str) else v for v in row])
+
+
 def _header(card: Scorecard, database: str) -> Text:
     return Text.assemble(
-        (card.rubric, "bold"),
+        (safe(card.rubric, one_line=True), "bold"),
         f"  as of {card.as_of:%Y-%m-%d %H:%M} UTC",
         f"  window {card.window.start:%Y-%m-%d} .. {card.window.end:%Y-%m-%d}",
         (f"  {database}", "dim"),
@@ -146,7 +152,7 @@ def payers_table(card: Scorecard) -> Table:
     table.add_column("Total", justify="right")
     categories = card.payers[0].score.categories if card.payers else ()
     for category in categories:
-        table.add_column(category.title.split(" ")[0], justify="right")
+        table.add_column(line(category.title.split(" ")[0]), justify="right")
     table.add_column("Vendor metrics", justify="right")
     table.add_column("No data", justify="right")
     for ranked in card.payers:
@@ -155,12 +161,12 @@ def payers_table(card: Scorecard) -> Table:
         flags = f" ({', '.join(s.flags)})" if s.flags else ""
         table.add_row(
             str(ranked.rank),
-            Text(s.payer + flags),
-            Text(s.vendor or ""),
+            cell(s.payer + flags),
+            cell(s.vendor or ""),
             f"{s.total}/{s.max_total}",
             *(f"{c.points}/{c.max_points}" for c in s.categories),
             f"{s.vendor_points}/{s.vendor_max}",
-            Text(str(missing), "yellow") if missing else "0",
+            cell(str(missing), "yellow") if missing else "0",
         )
     return table
 
@@ -189,16 +195,16 @@ def vendors_table(card: Scorecard) -> Table:
     for ranked in card.vendors:
         v = ranked.score
         value = (
-            Text("not enough data", "yellow")
+            cell("not enough data", "yellow")
             if v.score is None
-            else Text(f"{v.score:g}/{v.max_points}")
+            else cell(f"{v.score:g}/{v.max_points}")
         )
         table.add_row(
             "-" if ranked.rank is None else str(ranked.rank),
-            Text(v.vendor),
+            cell(v.vendor),
             value,
-            Text(", ".join(v.payers)),
-            Text(v.comment),
+            cell(", ".join(v.payers)),
+            cell(v.comment),
         )
     return table
 
@@ -208,7 +214,9 @@ def metrics_table(rank: int, s: PayerScore) -> Table:
     from probe.score.report_html import metric_view
 
     table = Table(
-        title=f"#{rank} {s.payer}: {s.total}/{s.max_total}", title_justify="left", show_lines=False
+        title=line(f"#{rank} {s.payer}: {s.total}/{s.max_total}"),
+        title_justify="left",
+        show_lines=False,
     )
     table.add_column("Metric", overflow="fold")
     table.add_column("Points", justify="right")
@@ -219,19 +227,19 @@ def metrics_table(rank: int, s: PayerScore) -> Table:
     for m in s.metrics:
         view = metric_view(m)
         if m.not_enough_data:
-            outcome = Text("not enough data", "yellow")
+            outcome = cell("not enough data", "yellow")
             if m.outcome_label and m.outcome_label.casefold() != "not enough data":
-                outcome.append(f" ({m.outcome_label})")
+                outcome.append(safe(f" ({m.outcome_label})"))
         else:
-            outcome = Text(m.outcome_label or m.outcome)
+            outcome = cell(m.outcome_label or m.outcome)
         style = "green" if m.points == m.max_points else ("yellow" if m.not_enough_data else "red")
         table.add_row(
-            Text(m.metric_id),
-            Text(f"{m.points}/{m.max_points}", style),
+            cell(m.metric_id),
+            cell(f"{m.points}/{m.max_points}", style),
             outcome,
-            Text(view["input"]),
-            Text(m.comment),
-            Text(view["evidence"]),
+            cell(view["input"]),
+            cell(m.comment),
+            cell(view["evidence"]),
         )
     return table
 
@@ -250,25 +258,25 @@ def print_tables(
     missing = not_enough_data_lines(card)
     if missing:
         console.print(
-            Text(
+            cell(
                 "Not enough data in the window (points are the rubric's not-enough-data "
                 "points, shown in brackets; --payer NAME or --details explains each):",
                 "bold",
             )
         )
-        for line in missing:
-            console.print(Text(line))
+        for entry in missing:
+            console.print(cell(entry))
     ranks = {r.score.payer: r.rank for r in card.payers}
     for s in expand:
         console.print(metrics_table(ranks[s.payer], s))
     if card.excluded:
-        console.print(Text("Excluded:", "bold"))
+        console.print(cell("Excluded:", "bold"))
         for ex in card.excluded:
-            console.print(Text(f"  {ex.payer}: {ex.reason}"))
+            console.print(cell(f"  {ex.payer}: {ex.reason}"))
     if card.notes:
-        console.print(Text("Notes:", "bold"))
+        console.print(cell("Notes:", "bold"))
         for note in card.notes:
-            console.print(Text(f"  - {note}"))
+            console.print(cell(f"  - {note}"))
 
 
 def _console() -> Console:
@@ -309,7 +317,8 @@ def score_command(
     chosen = _find_payer(card, inputs, payer) if payer is not None else None
     only = chosen.payer if chosen is not None else None
     if fmt == "json":
-        sys.stdout.write(json.dumps(_card_json(card, database, only), indent=2) + "\n")
+        data = safe_json(_card_json(card, database, only))
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
     if fmt == "csv":
         sys.stdout.write(scorecard_csv(card, only))

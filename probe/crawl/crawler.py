@@ -8,6 +8,7 @@ endpoints it had not finished, after clearing their partial rows, so nothing is 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import signal
 import zlib
@@ -22,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from probe.checks.discovery import run_discovery
 from probe.checks.portal import PortalObservation, run_portal_checks
+from probe.crawl.authorizing import MemberLogins, login_target
 from probe.crawl.options import CrawlOptions
 from probe.directory.schema import Directory, Target, targets
 from probe.directory.secrets import SecretSource, TokenStore
@@ -185,6 +187,14 @@ class Crawler:
         self.options = options
         # Without a configured file, rotated refresh tokens are still shared within the run.
         self.token_store = TokenStore(options.token_store)
+        self.logins = MemberLogins(  # test members signed in through the browser when due
+            writer=writer,
+            secrets=secrets,
+            token_store=self.token_store,
+            browsers=options.browsers,
+            directory_dir=options.directory_dir,
+            verify=options.verify,
+        )
 
     async def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
@@ -241,7 +251,8 @@ class Crawler:
                 capped = left < limits.deadline_s
                 if capped:
                     limits = dataclasses.replace(limits, deadline_s=left)
-                result = await sync_patient(
+                run_sync = functools.partial(
+                    sync_patient,
                     self.fetcher,
                     report.base_url,
                     patient.id,
@@ -254,6 +265,12 @@ class Crawler:
                     limits=limits,
                     on_exchanges=lambda ex: self.writer.add_exchanges(endpoint_id, ex),
                 )
+                login = login_target(report.base_url, endpoint_id, target.endpoint, patient)
+                if login is None:
+                    result = await run_sync()
+                else:
+                    left_now = lambda: ends_at - anyio.current_time()  # noqa: E731
+                    result = await self.logins.sync(login, run_sync, left_now)
                 if capped and result.outcome == "timeout":
                     deadline = self.options.endpoint_deadline
                     why = f"the endpoint's {deadline:g} s deadline cut the sync short"
@@ -383,6 +400,16 @@ async def crawl(
             patience = options.store_down_limit if status is RunStatus.COMPLETED else 0.0
             writer_ok = await anyio.to_thread.run_sync(lambda: writer.close(retry_for=patience))
             notes = [f"circuit open for {c.host}: {c.reason}" for c in _circuits(breaker)]
+            lost = writer.rejected_targets()  # stored `failed`, never `done` (docs/hostile.md)
+            for outcome in outcomes:
+                if outcome.endpoint_id in lost and outcome.error is None:
+                    outcome.error = lost[outcome.endpoint_id]
+            if lost:
+                notes.insert(
+                    0,
+                    f"the store rejected observations of {len(lost)} endpoint(s), marked "
+                    f"failed: {next(iter(lost.values()))}",
+                )
             if not writer_ok:
                 # Endpoints whose observations were not written are not marked done either, so
                 # the run is resumable: `probe run --resume` redoes exactly those.

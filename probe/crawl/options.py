@@ -30,6 +30,8 @@ class CrawlOptions:
     endpoint_deadline: float = 900.0
     breaker_threshold: int = DEFAULT_BREAKER_THRESHOLD
     store_down_limit: float = 300.0
+    browsers: int = 2  # browser authorizations at once across the crawl
+    directory_dir: Path | None = None  # where relative login recipe paths start
 
     def to_config(self) -> dict[str, Any]:
         """The options as stored with the run (no secrets here)."""
@@ -40,6 +42,7 @@ class CrawlOptions:
             "total_requests": self.total_requests,
             "sync": self.sync,
             "portal": self.portal,
+            "browsers": self.browsers,
             "timeouts": {
                 "connect": self.limits.connect_timeout,
                 "read": self.limits.read_timeout,

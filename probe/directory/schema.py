@@ -70,6 +70,12 @@ class SecretRef(_Strict):
         return f"env:{self.env}" if self.env else f"secrets-file:{self.secret}"
 
 
+def _check_token_url(value: str) -> str:
+    """A token endpoint URL: any URL, but never with credentials in it."""
+    _check_no_userinfo(value)
+    return value
+
+
 class BearerCredentials(_Strict):
     """A static access token."""
 
@@ -90,6 +96,11 @@ class RefreshTokenCredentials(_Strict):
     token_url: str | None = None
     scope: str | None = None
 
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_token_url(value)
+
     @model_validator(mode="after")
     def _secret_matches_method(self) -> RefreshTokenCredentials:
         if self.auth_method != "none" and self.client_secret is None:
@@ -108,11 +119,40 @@ class BackendServicesCredentials(_Strict):
     token_url: str | None = None
     scope: str = "system/*.read"
 
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_token_url(value)
+
 
 Credentials = Annotated[
     BearerCredentials | RefreshTokenCredentials | BackendServicesCredentials,
     Field(discriminator="kind"),
 ]
+
+
+_EVERY_UNITS = {"h": 3600, "d": 86400, "w": 604800}
+
+
+class MemberAuthorization(_Strict):
+    """A test member's browser login, renewed by `probe run` when due (docs/directory.md).
+
+    The member's username and password are secret references; `recipe` is a login recipe
+    file relative to the directory file; `every` is how often to sign in again (``7d``,
+    ``12h``, ``2w``).
+    """
+
+    username: SecretRef
+    password: SecretRef
+    redirect_port: int = Field(ge=1, le=65535)
+    recipe: str | None = Field(default=None, min_length=1)
+    every: str = Field(default="7d", pattern=r"^[1-9][0-9]{0,5}[hdw]$")
+    scope: str | None = Field(default=None, min_length=1)
+
+    @property
+    def every_seconds(self) -> float:
+        """`every` in seconds."""
+        return float(int(self.every[:-1]) * _EVERY_UNITS[self.every[-1]])
 
 
 class TestPatient(_Strict):
@@ -121,6 +161,7 @@ class TestPatient(_Strict):
     __test__ = False  # not a pytest class
     label: str = Field(min_length=1)
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9\-\.]{1,64}$")
+    authorize: MemberAuthorization | None = None
 
 
 class EndpointFacts(_Strict):
@@ -132,10 +173,21 @@ class EndpointFacts(_Strict):
     eligibility_errors_on_callback: bool | None = None
 
 
+def _check_no_userinfo(value: str) -> None:
+    """Refuse credentials written into a URL (``https://user:password@host``)."""
+    netloc = urlsplit(value).netloc
+    if "@" in netloc:
+        raise ValueError(
+            "a URL must not carry a user name or password (user:password@host); "
+            "put credentials in 'credentials' as {env: VARIABLE} or {secret: KEY}"
+        )
+
+
 def _check_base_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an absolute http(s) URL")
+    _check_no_userinfo(value)
     if parts.query or parts.fragment:
         raise ValueError("a FHIR base URL has no query or fragment")
     return value.rstrip("/")
@@ -165,6 +217,7 @@ class Endpoint(_Strict):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an absolute http(s) URL")
+        _check_no_userinfo(value)
         return value
 
 
@@ -299,6 +352,60 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
 
+#: The largest YAML file (endpoints.yaml, a rubric) probe reads: 20 MiB, about 100,000 payers.
+MAX_YAML_BYTES = 20 * 1024 * 1024
+#: The deepest nesting of mappings and lists allowed in such a file (the schemas need 6).
+MAX_YAML_DEPTH = 32
+
+
+def yaml_bound_problem(text: str, source: str | Path) -> str | None:
+    """Why `text` may not be built into data, as ``source:line: ...``; None when it may.
+
+    Refused before anything is built: a text over :data:`MAX_YAML_BYTES`, any alias (``*name``,
+    which is how billion-laughs and self-referencing documents are written; the schemas need
+    none), and nesting deeper than :data:`MAX_YAML_DEPTH`. The check reads the event stream
+    once, in linear time and constant memory; YAML syntax errors are raised as
+    ``yaml.YAMLError`` for the caller to report.
+    """
+    if len(text) > MAX_YAML_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_YAML_BYTES:
+        return f"{source}:1: (top level): {_too_large(len(text.encode('utf-8', 'replace')))}"
+    loader = _Loader(text)
+    depth = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, yaml.AliasEvent):
+                line = _event_line(event)
+                return (
+                    f"{source}:{line}: YAML alias *{event.anchor} is not allowed "
+                    "(anchors and aliases are refused: write the value out)"
+                )
+            if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    line = _event_line(event)
+                    return (
+                        f"{source}:{line}: nested deeper than {MAX_YAML_DEPTH} levels "
+                        "(the bound on mappings and lists within each other)"
+                    )
+            elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+                depth -= 1
+    finally:
+        loader.dispose()
+    return None
+
+
+def _event_line(event: Any) -> int:
+    mark = getattr(event, "start_mark", None)
+    return int(mark.line) + 1 if mark is not None else 1
+
+
+def _too_large(size: int) -> str:
+    return (
+        f"the file is {size / 1048576:.1f} MiB, over the {MAX_YAML_BYTES // 1048576} MiB "
+        "bound on YAML files probe reads"
+    )
+
 
 def _compose_and_load(text: str) -> tuple[yaml.Node | None, Any]:
     """One parse (libyaml when present): the node tree, for line numbers, and the data."""
@@ -319,6 +426,9 @@ def parse_directory(text: str, path: Path) -> Directory:
     every schema violation pydantic finds.
     """
     try:
+        bound = yaml_bound_problem(text, path)
+        if bound is not None:
+            raise DirectoryError(path, [bound])
         node, data = _compose_and_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
@@ -359,9 +469,34 @@ def parse_directory(text: str, path: Path) -> Directory:
             message = err["msg"].removeprefix("Value error, ")
             found.append((_nearest_line(lines, loc), f"{_dotted(loc)}: {message}"))
         raise DirectoryError(path, _ordered(path, found)) from None
+    found += _authorize_needs_refresh_token(directory, lines)
     if found:
         raise DirectoryError(path, _ordered(path, found))
     return directory
+
+
+def _authorize_needs_refresh_token(
+    directory: Directory, lines: dict[tuple[Any, ...], int]
+) -> list[tuple[int, str]]:
+    """`authorize:` blocks on endpoints whose credentials are not of kind refresh_token."""
+    found: list[tuple[int, str]] = []
+    for p, payer in enumerate(directory.payers):
+        for e, endpoint in enumerate(payer.endpoints):
+            if isinstance(endpoint.credentials, RefreshTokenCredentials):
+                continue
+            kind = endpoint.credentials.kind if endpoint.credentials else "none"
+            for t, patient in enumerate(endpoint.test_patients):
+                if patient.authorize is None:
+                    continue
+                loc = ("payers", p, "endpoints", e, "test_patients", t, "authorize")
+                found.append(
+                    (
+                        _nearest_line(lines, loc),
+                        f"{_dotted(loc)}: authorize needs the endpoint's credentials to be of "
+                        f"kind refresh_token (client_id, client_secret, auth_method), not {kind}",
+                    )
+                )
+    return found
 
 
 def _ordered(path: Path, found: list[tuple[int, str]]) -> list[str]:
@@ -429,6 +564,9 @@ def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 def load_directory(path: Path) -> Directory:
     """Read and validate an endpoints file; raise DirectoryError naming file, line and field."""
     try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise DirectoryError(path, [f"{path}:1: (top level): {_too_large(size)}"])
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise DirectoryError(path, [f"{path}: cannot read: {exc.strerror}"]) from None

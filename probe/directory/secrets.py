@@ -9,12 +9,26 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import yaml
 
-from probe.directory.schema import SecretRef
+from probe.directory.schema import SecretRef, yaml_bound_problem
+
+_listeners: list[Callable[[str], None]] = []
+
+
+def on_secret_resolved(listener: Callable[[str], None]) -> None:
+    """Have `listener` called with every secret value resolved from now on (e.g. a scrubber)."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def _announce(value: str) -> str:
+    for listener in _listeners:
+        listener(value)
+    return value
 
 
 class SecretError(Exception):
@@ -36,7 +50,11 @@ class SecretSource:
             self._values = {}
             return self._values
         try:
-            data = yaml.safe_load(self._file.read_text(encoding="utf-8"))
+            text = self._file.read_text(encoding="utf-8")
+            bound = yaml_bound_problem(text, self._file)
+            if bound is not None:  # aliases, nesting, size: as endpoints.yaml
+                raise SecretError(f"secrets file {bound}")
+            data = yaml.safe_load(text)
         except OSError as exc:
             raise SecretError(f"cannot read secrets file {self._file}: {exc.strerror}") from None
         except yaml.YAMLError:
@@ -52,13 +70,13 @@ class SecretSource:
             value = self._env.get(ref.env)
             if not value:
                 raise SecretError(f"environment variable {ref.env} is not set")
-            return value
+            return _announce(value)
         values = self._load()
         if self._file is None:
             raise SecretError(f"secret {ref.secret!r} needs a secrets_file in the directory")
         if ref.secret not in values or not values[str(ref.secret)]:
             raise SecretError(f"secret {ref.secret!r} is not in {self._file}")
-        return values[str(ref.secret)]
+        return _announce(values[str(ref.secret)])
 
 
 class TokenStore:
@@ -85,10 +103,12 @@ class TokenStore:
 
     def get(self, key: str) -> str | None:
         """The stored refresh token for `key`, if any."""
-        return self._read().get(key)
+        value = self._read().get(key)
+        return _announce(value) if value else value
 
     def put(self, key: str, value: str) -> None:
         """Store a refresh token for `key` atomically, readable by the owner only."""
+        _announce(value)
         self._memory[key] = value
         if self.path is None:
             return

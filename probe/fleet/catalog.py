@@ -24,6 +24,7 @@ from probe.directory.schema import (
     Environment,
     LineOfBusiness,
     LinesOfBusiness,
+    MemberAuthorization,
     Payer,
     RefreshTokenCredentials,
     SecretRef,
@@ -31,6 +32,7 @@ from probe.directory.schema import (
 )
 from probe.fleet.config import FleetConfig, derive_int
 from probe.fleet.credentials import PayerCredentials
+from probe.fleet.oauth import MEMBER_PASSWORD
 from probe.fleet.sites import PayerSite
 
 Credentials = RefreshTokenCredentials | BackendServicesCredentials | BearerCredentials
@@ -93,8 +95,70 @@ def _credentials(fleet: FleetPayers, site: PayerSite) -> Credentials:
     )
 
 
-def build_directory(fleet: FleetPayers, secrets_file: str | None = None) -> Directory:
-    """Every payer of the fleet as a directory entry, credentials by reference."""
+#: The first member-login redirect port of the fleet's directory (one port per payer after it).
+AUTHORIZE_PORT = 18790
+
+
+def member_secret_key(slug: str, patient: str, name: str) -> str:
+    """The secrets-file key of a test member's login (``username`` or ``password``)."""
+    return secret_key(slug, f"member/{patient}/{name}")
+
+
+def with_member_logins(directory: Directory, first_port: int = AUTHORIZE_PORT) -> Directory:
+    """The fleet's directory with an ``authorize:`` block on every test patient of each payer
+    whose client uses refresh tokens: the member's login by reference to the secrets file
+    (:func:`build_secrets` writes the values), redirect port ``first_port`` + the payer's index,
+    renewed every 7 days."""
+    payers = []
+    for index, payer in enumerate(directory.payers):
+        endpoints = []
+        for endpoint in payer.endpoints:
+            creds = endpoint.credentials
+            if isinstance(creds, RefreshTokenCredentials) and creds.refresh_token.secret:
+                slug = creds.refresh_token.secret.rsplit("/", 1)[0]
+                patients = [
+                    patient.model_copy(
+                        update={
+                            "authorize": MemberAuthorization(
+                                username=SecretRef(
+                                    secret=member_secret_key(slug, patient.id, "username")
+                                ),
+                                password=SecretRef(
+                                    secret=member_secret_key(slug, patient.id, "password")
+                                ),
+                                redirect_port=first_port + index,
+                                every="7d",
+                            )
+                        }
+                    )
+                    for patient in endpoint.test_patients
+                ]
+                endpoint = endpoint.model_copy(update={"test_patients": patients})
+            endpoints.append(endpoint)
+        payers.append(payer.model_copy(update={"endpoints": endpoints}))
+    return directory.model_copy(update={"payers": payers})
+
+
+def member_login_secrets(directory: Directory) -> dict[str, str]:
+    """The test members' logins that the ``authorize:`` blocks of a fleet directory made by
+    :func:`with_member_logins` refer to, by key (username: the patient id; the fleet's member
+    password)."""
+    out: dict[str, str] = {}
+    for payer in directory.payers:
+        for endpoint in payer.endpoints:
+            for patient in endpoint.test_patients:
+                block = patient.authorize
+                if block is not None and block.username.secret and block.password.secret:
+                    out[block.username.secret] = patient.id
+                    out[block.password.secret] = MEMBER_PASSWORD
+    return out
+
+
+def build_directory(
+    fleet: FleetPayers, secrets_file: str | None = None, *, authorize_port: int | None = None
+) -> Directory:
+    """Every payer of the fleet as a directory entry, credentials by reference; with
+    `authorize_port`, test members sign in through the browser (:func:`with_member_logins`)."""
     seed = fleet.config.seed
     payers = []
     for slug, site in fleet.sites.items():
@@ -133,11 +197,13 @@ def build_directory(fleet: FleetPayers, secrets_file: str | None = None) -> Dire
                 endpoints=[endpoint],
             )
         )
-    return Directory(secrets_file=secrets_file, payers=payers)
+    directory = Directory(secrets_file=secrets_file, payers=payers)
+    return directory if authorize_port is None else with_member_logins(directory, authorize_port)
 
 
-def build_secrets(fleet: FleetPayers) -> dict[str, str]:
-    """The secrets the directory refers to, by key (only those a payer's client uses)."""
+def build_secrets(fleet: FleetPayers, *, member_logins: bool = False) -> dict[str, str]:
+    """The secrets the directory refers to, by key (only those a payer's client uses); with
+    `member_logins`, also the test members' logins of :func:`with_member_logins`."""
     out: dict[str, str] = {}
     for slug in fleet.sites:
         creds = fleet.credentials(slug)
@@ -149,6 +215,9 @@ def build_secrets(fleet: FleetPayers) -> dict[str, str]:
             out[secret_key(slug, "refresh_token")] = creds.refresh_token
             if creds.auth != "none":
                 out[secret_key(slug, "client_secret")] = creds.client_secret
+            for patient in fleet.patients(slug) if member_logins else ():
+                out[member_secret_key(slug, patient, "username")] = patient
+                out[member_secret_key(slug, patient, "password")] = MEMBER_PASSWORD
     return out
 
 

@@ -17,6 +17,8 @@ from typing import Any
 from jinja2 import Environment, select_autoescape
 
 from probe.drift.classify import Change, ChangeKind
+from probe.http.redact import scrub_secrets
+from probe.http.text import printable, xml_safe
 from probe.models import CheckResult, Status
 from probe.prerelease.run import PrereleaseResult
 from probe.sync.result import SyncResult
@@ -62,8 +64,29 @@ def baseline_line(result: PrereleaseResult) -> str:
 # -- Markdown ------------------------------------------------------------------------------------
 
 
+_MD_ESCAPES = {c: "\\" + c for c in "\\`*_[]|~$"} | {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_MD_TABLE = str.maketrans(_MD_ESCAPES)
+
+
+def _plain(text: Any) -> str:
+    """One line of server-supplied text: no secret, no control character, no line break."""
+    return printable(scrub_secrets(str(text)), one_line=True)
+
+
 def _md(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Text for Markdown (a table cell or a line): HTML and Markdown syntax escaped."""
+    return _plain(text).translate(_MD_TABLE)
+
+
+def _md_code(text: Any) -> str:
+    """Text as a Markdown code span, whatever backticks or pipes it holds."""
+    body = _plain(text).replace("|", "\\|")
+    ticks = 1
+    while "`" * ticks in body:
+        ticks += 1
+    fence = "`" * ticks
+    pad = " " if body.startswith("`") or body.endswith("`") else ""
+    return f"{fence}{pad}{body}{pad}{fence}"
 
 
 def render_markdown(result: PrereleaseResult) -> str:
@@ -72,11 +95,11 @@ def render_markdown(result: PrereleaseResult) -> str:
     lines = [
         f"# probe prerelease: {verdict(result)}",
         "",
-        f"- candidate: `{report.base_url}`",
-        f"- {baseline_line(result)}",
+        f"- candidate: {_md_code(report.base_url)}",
+        f"- {_md(baseline_line(result))}",
         f"- started: {result.started_at.isoformat(timespec='seconds')}, "
         f"took {result.duration_s:.1f} s",
-        f"- {score_line(result)}",
+        f"- {_md(score_line(result))}",
     ]
     if result.gate.fail_under is not None or result.gate.fail_on:
         gates = [f"--fail-on {g}" for g in result.gate.fail_on]
@@ -92,7 +115,7 @@ def render_markdown(result: PrereleaseResult) -> str:
     elif not result.changes:
         lines.append("No changes.")
     else:
-        lines.append(", ".join(f"{n} {k}" for k, n in counts.items()))
+        lines.append(_md(", ".join(f"{n} {k}" for k, n in counts.items())))
         lines += [
             "",
             "| kind | change | path | before | after | reason |",
@@ -100,8 +123,8 @@ def render_markdown(result: PrereleaseResult) -> str:
         ]
         for c in result.changes:
             lines.append(
-                f"| {c.kind} | `{_md(c.id)}` | `{_md(c.path)}` | {_md(value_text(c.before))} | "
-                f"{_md(value_text(c.after))} | {_md(c.reason)} |"
+                f"| {c.kind} | {_md_code(c.id)} | {_md_code(c.path)} | "
+                f"{_md(value_text(c.before))} | {_md(value_text(c.after))} | {_md(c.reason)} |"
             )
     lines += ["", "## Prerelease score", ""]
     if result.score.scored or result.score.no_data:
@@ -115,7 +138,7 @@ def render_markdown(result: PrereleaseResult) -> str:
             lines.append(f"| {_md(m.title)} | (not scored) | no data in this run | |")
     lines += ["", "## Checks", "", "| status | check | severity | message |", "|---|---|---|---|"]
     for r in report.results:
-        lines.append(f"| {r.status} | `{r.id}` | {r.spec.severity} | {_md(r.message)} |")
+        lines.append(f"| {r.status} | {_md_code(r.id)} | {r.spec.severity} | {_md(r.message)} |")
     lines += ["", "## Test-patient syncs", ""]
     if not result.candidate.syncs:
         lines.append("No test patient was synced (give --patient and credentials).")
@@ -128,7 +151,8 @@ def render_markdown(result: PrereleaseResult) -> str:
             seconds = "" if s.duration_ms is None else f"{s.duration_ms / 1000:.2f}"
             findings = ", ".join(sorted({f.code for f in s.findings}))
             lines.append(
-                f"| {_md(s.patient_label)} | {s.outcome} | {s.everything.support_level} | "
+                f"| {_md(s.patient_label)} | {_md(s.outcome)} | "
+                f"{_md(s.everything.support_level)} | "
                 f"{sum(s.resources_by_type.values())} | {s.pages} | {seconds} | {_md(findings)} |"
             )
     return "\n".join(lines) + "\n"
@@ -312,6 +336,17 @@ def _change_case(change: Change) -> ET.Element:
     return case
 
 
+def _xml_clean(root: ET.Element) -> None:
+    """Make every text and attribute of the tree well-formed XML 1.0 and free of secrets."""
+    for element in root.iter():
+        for name, value in element.attrib.items():
+            element.set(name, xml_safe(scrub_secrets(value)))
+        if element.text:
+            element.text = xml_safe(scrub_secrets(element.text))
+        if element.tail:
+            element.tail = xml_safe(element.tail)
+
+
 def render_junit(result: PrereleaseResult) -> str:
     """JUnit XML for CI: checks, syncs, changes and score (see the module docstring)."""
     report = result.candidate.report
@@ -347,4 +382,5 @@ def render_junit(result: PrereleaseResult) -> str:
         root.set(attr, str(sum(int(s.get(attr, "0")) for s in totals)))
     root.set("time", f"{result.duration_s:.3f}")
     ET.indent(root)
+    _xml_clean(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -25,7 +25,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from probe.directory.schema import LineOfBusiness, OrganizationStatus
+from probe.directory.schema import (
+    MAX_YAML_BYTES,
+    LineOfBusiness,
+    OrganizationStatus,
+    yaml_bound_problem,
+)
 
 DEFAULT_RUBRIC = "state-of-the-payer-2025-05.yaml"
 """File name of the packaged rubric used when none is given."""
@@ -621,6 +626,9 @@ def _dotted(loc: Loc, data: Any) -> str:
 def parse_rubric(text: str, source: str = "<rubric>") -> Rubric:
     """Parse and validate rubric YAML text; raise RubricError listing every problem."""
     try:
+        bound = yaml_bound_problem(text, source)
+        if bound is not None:
+            raise RubricError(source, [bound])
         node = yaml.compose(text, Loader=_LOADER)
         data = yaml.load(text, Loader=_LOADER)  # noqa: S506 (CSafeLoader or SafeLoader)
     except yaml.YAMLError as exc:
@@ -672,6 +680,15 @@ def load_rubric(path: Path | str | None = None) -> Rubric:
     ):
         return _packaged(candidate.name)
     try:
+        size = candidate.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise RubricError(
+                str(path),
+                [
+                    f"{path}:1: (top level): the file is {size / 1048576:.1f} MiB, over the "
+                    f"{MAX_YAML_BYTES // 1048576} MiB bound on YAML files probe reads"
+                ],
+            )
         text = candidate.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise RubricError(str(path), [f"{path}: cannot read: {exc.strerror}"]) from None

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, insert, select, update
 from probe import __version__
 from probe.store.dialect import upsert
 from probe.store.errors import StoreError
-from probe.store.sanitize import scrub
+from probe.store.sanitize import scrub, strip_text_secrets
 from probe.store.tables import ProbeRunRow, RunKind, RunStatus, RunTargetRow, TargetStatus, utcnow
 
 #: A running run on another host is presumed dead once this old.
@@ -62,7 +62,7 @@ def start_run(
         "host": this_host(),
         "pid": os.getpid(),
         "config": scrub(dict(config)) if config is not None else None,
-        "note": note,
+        "note": strip_text_secrets(note) if note is not None else None,
     }
     with engine.begin() as conn:
         result = conn.execute(insert(ProbeRunRow).returning(ProbeRunRow.id), values)
@@ -82,7 +82,7 @@ def finish_run(
         raise ValueError("a run cannot finish with status 'running'")
     values: dict[str, Any] = {"status": final.value, "finished_at": utcnow()}
     if note is not None:
-        values["note"] = note
+        values["note"] = strip_text_secrets(note)
     with engine.begin() as conn:
         result = conn.execute(update(ProbeRunRow).where(ProbeRunRow.id == run_id).values(**values))
         if result.rowcount == 0:

@@ -16,10 +16,46 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-from probe.http.redact import SECRET_QUERY_PARAMS
+from probe.http.redact import SECRET_QUERY_PARAMS, scrub_secrets
+from probe.http.text import without_nul
 
 #: Query/fragment parameters whose values are secrets; their values are replaced on storage.
 SECRET_PARAMS = SECRET_QUERY_PARAMS
+#: Query parameters whose values are kept in stored URLs: FHIR search and paging parameters
+#: that probe sends or that real servers' paging links carry. Every other parameter's value
+#: is replaced on storage (a server may put anything, a token included, under any name).
+HARMLESS_QUERY_PARAMS = frozenset(
+    {
+        "_count",
+        "_id",
+        "_type",
+        "_since",
+        "_format",
+        "_summary",
+        "_elements",
+        "_sort",
+        "_include",
+        "_revinclude",
+        "_lastupdated",
+        "_getpages",
+        "_getpagesoffset",
+        "_offset",
+        "_page",
+        "page",
+        "startindex",
+        "patient",
+        "subject",
+        "beneficiary",
+        "category",
+        "type",
+        "status",
+        "date",
+        "service-date",
+        "_profile",
+        "_tag",
+        "resourcetype",
+    }
+)
 #: Mapping keys whose scalar values are secrets wherever they appear in stored JSON (e.g. run
 #: config). Generic words that are secrets only as query parameters ("code", "state", "key",
 #: "token", "sig") are left out: in JSON they name findings, steps and fields, not secrets.
@@ -36,48 +72,59 @@ MAX_STRING = 4096
 MAX_DEPTH = 16
 
 _URL_RE = re.compile(r"https?://[^\s\"'<>]+", re.IGNORECASE)
-#: Cheap pre-check: a secret parameter name, or a percent-encoded name that might hide one.
-_MAYBE_SECRET_RE = re.compile(
-    r"[?&#](?:" + "|".join(sorted(SECRET_PARAMS)) + r")=|[?&#][^=&#]*%", re.IGNORECASE
-)
+
+
+def _harmless(name: str) -> bool:
+    plain = unquote_plus(name) if "%" in name or "+" in name else name
+    key = plain.strip().lower()
+    return key in HARMLESS_QUERY_PARAMS and key not in SECRET_PARAMS
 
 
 def _strip_pairs(text: str) -> str:
-    parts = text.split("&")
     out = []
-    for part in parts:
-        name, sep, _value = part.partition("=")
-        plain = unquote_plus(name) if "%" in name or "+" in name else name
-        if sep and plain.strip().lower() in SECRET_PARAMS:
-            out.append(f"{name}={REDACTED}")
-        else:
+    for part in text.split("&"):
+        name, sep, value = part.partition("=")
+        if not sep:
+            out.append(part if not part or _harmless(part) else REDACTED)
+        elif _harmless(name) or not value:
             out.append(part)
+        else:
+            out.append(f"{name if _harmless(name) or len(name) <= 64 else REDACTED}={REDACTED}")
     return "&".join(out)
 
 
 def strip_url_secrets(url: str) -> str:
-    """`url` with user info and the values of secret query/fragment parameters replaced."""
-    if "@" not in url and _MAYBE_SECRET_RE.search(url) is None:
+    """`url` safe to store: no user info, no known secret, and no query or fragment parameter
+    value except those of known-harmless parameters (FHIR search and paging)."""
+    url = scrub_secrets(without_nul(url))
+    if "@" not in url and "?" not in url and "#" not in url:
         return url  # the common case, decided without parsing
     try:
         parts = urlsplit(url)
     except ValueError:
-        return url
+        return url.split("?", 1)[0].split("#", 1)[0]
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
     query = _strip_pairs(parts.query) if parts.query else parts.query
-    fragment = _strip_pairs(parts.fragment) if "=" in parts.fragment else parts.fragment
+    fragment = _strip_pairs(parts.fragment) if parts.fragment else parts.fragment
     if (netloc, query, fragment) == (parts.netloc, parts.query, parts.fragment):
         return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
 def strip_text_secrets(text: str) -> str:
-    """`text` with every http(s) URL in it passed through :func:`strip_url_secrets`."""
+    """`text` safe to store: no NUL or lone surrogate, no known secret, no ``Bearer``/``Basic``
+    credential, and every http(s) URL in it passed through :func:`strip_url_secrets`."""
+    text = scrub_secrets(without_nul(text))
     if "://" not in text:
         return text
     return _URL_RE.sub(lambda m: strip_url_secrets(m.group(0)), text)
+
+
+def clean_text(text: str) -> str:
+    """`text` as every backend stores it: no NUL, no lone surrogate, no known secret."""
+    return scrub_secrets(without_nul(text))
 
 
 def _resource_stub(value: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,10 +142,10 @@ def _resource_stub(value: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _clean_str(value: str) -> str:
-    value = value.replace("\x00", "")
+    value = strip_text_secrets(value)
     if len(value) > MAX_STRING:
         value = value[:MAX_STRING] + "...[truncated]"
-    return strip_text_secrets(value)
+    return value
 
 
 def scrub(value: Any, depth: int = 0) -> Any:
@@ -140,13 +187,14 @@ def scrub(value: Any, depth: int = 0) -> Any:
 
 
 def storable_json(value: Any) -> Any:
-    """A copy of a server document that every backend can store (no NULs, no NaN)."""
+    """A copy of a server document that every backend can store (no NULs, lone surrogates or
+    NaN) and that holds no known secret."""
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        return clean_text(value)
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(k).replace("\x00", ""): storable_json(v) for k, v in value.items()}
+        return {clean_text(str(k)): storable_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [storable_json(v) for v in value]
     return value

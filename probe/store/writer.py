@@ -15,6 +15,7 @@ wedge the writer. The API is synchronous; async callers wrap it in ``anyio.to_th
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +30,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from probe.models import CheckResult, Exchange
 from probe.store.dialect import bulk_insert, upsert
 from probe.store.sanitize import (
+    clean_text,
     content_hash,
     scrub,
     storable_json,
@@ -36,6 +38,7 @@ from probe.store.sanitize import (
     strip_url_secrets,
 )
 from probe.store.tables import (
+    AuthorizationAttemptRow,
     CheckResultRow,
     DocumentKind,
     DocumentRow,
@@ -141,6 +144,7 @@ class StoreWriter:
         self._consecutive_failures = 0
         self._rejected = 0
         self._dropped = 0
+        self._rejected_by_target: dict[int, str] = {}
         self._last_error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -160,7 +164,7 @@ class StoreWriter:
             (endpoint_id, r.spec.id): {
                 "run_id": self.run_id,
                 "endpoint_id": endpoint_id,
-                "check_id": r.spec.id[:128],
+                "check_id": clean_text(r.spec.id)[:128],
                 "status": str(r.status),
                 "severity": str(r.spec.severity),
                 "message": strip_text_secrets(r.message),
@@ -180,14 +184,14 @@ class StoreWriter:
             {
                 "run_id": self.run_id,
                 "endpoint_id": endpoint_id,
-                "method": ex.method.upper()[:10],
+                "method": clean_text(ex.method.upper())[:10],
                 "url": strip_url_secrets(ex.url),
                 "status": ex.status,
                 "latency_ms": float(ex.latency_ms),
                 "bytes": int(ex.size_bytes),
-                "content_type": ex.content_type[:255] if ex.content_type else None,
-                "error_class": ex.error_class[:64] if ex.error_class else None,
-                "step": str(ex.step),
+                "content_type": clean_text(ex.content_type)[:255] if ex.content_type else None,
+                "error_class": clean_text(ex.error_class)[:64] if ex.error_class else None,
+                "step": clean_text(str(ex.step)),
                 "started_at": ex.started_at or now,
             }
             for ex in exchanges
@@ -250,14 +254,14 @@ class StoreWriter:
                     f"resources_by_type[{type_name!r}] must be a count (int), not "
                     f"{type(count).__name__}; resource bodies are never stored"
                 )
-            counts[str(type_name)] = count
+            counts[clean_text(str(type_name))] = count
         row = {
             "run_id": self.run_id,
             "endpoint_id": endpoint_id,
-            "patient_label": patient_label[:200],
+            "patient_label": clean_text(patient_label)[:200],
             "created_at": created_at,
             "completed_at": completed_at,
-            "outcome": outcome[:64] if outcome else None,
+            "outcome": clean_text(outcome)[:64] if outcome else None,
             "resources_by_type": counts,
             "pages": int(pages),
             "bytes": int(size_bytes),
@@ -268,6 +272,40 @@ class StoreWriter:
         with self._lock:
             self._buffer.sync_jobs.append(row)
         self._maybe_flush()
+
+    def add_authorization_attempt(
+        self,
+        endpoint_id: int,
+        outcome: str,
+        state: str,
+        attempted_at: datetime,
+        evidence: Mapping[str, Any],
+    ) -> bool:
+        """Store one observed authorization attempt (origin ``observed``) at once; False when
+        the store refused it (logged, and the crawl carries on).
+
+        `state` is what the outcome counts as in the scorecards (the caller maps it); the
+        evidence is scrubbed of known secrets like every other stored observation.
+        """
+        row = {
+            "endpoint_id": endpoint_id,
+            "attempt_key": f"observed:{attempted_at.isoformat()}:{secrets.token_hex(6)}",
+            "attempted_at": attempted_at,
+            "state": state,
+            "query_ineligible": outcome == "ineligible",
+            "source": "probe run",
+            "imported_at": utcnow(),
+            "origin": "observed",
+            "outcome": clean_text(outcome)[:32],
+            "evidence": scrub(dict(evidence)),
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(AuthorizationAttemptRow), [row])
+        except SQLAlchemyError as exc:
+            log.warning("could not store an authorization attempt: %s", _first_line(exc))
+            return False
+        return True
 
     def mark_target(
         self,
@@ -281,7 +319,9 @@ class StoreWriter:
 
         ``pending`` with `started_at` records that work began; ``done``/``failed`` stamp the
         finish time. Because targets are written last in each flush's transaction, a target
-        marked done never lacks the observations added before it.
+        marked done never lacks the observations added before it, and a target one of whose
+        observations the database rejected is written ``failed`` with the reason, never
+        ``done`` (see :meth:`rejected_targets`).
         """
         state = TargetStatus(status)
         finished = utcnow() if state is not TargetStatus.PENDING else None
@@ -324,6 +364,37 @@ class StoreWriter:
                 last_error=self._last_error,
             )
 
+    def rejected_targets(self) -> dict[int, str]:
+        """Endpoint ids one of whose observations the database rejected, with the reason;
+        such a target is stored ``failed``, never ``done``."""
+        with self._lock:
+            return dict(self._rejected_by_target)
+
+    def _note_rejection(self, single: _Buffer, exc: BaseException) -> None:
+        """Remember which target lost an observation (called with no lock held)."""
+        endpoint_ids = {r["endpoint_id"] for r in single.requests}
+        endpoint_ids |= {r["endpoint_id"] for r in single.checks.values()}
+        endpoint_ids |= {r["endpoint_id"] for r in single.documents}
+        endpoint_ids |= {r["endpoint_id"] for r in single.sync_jobs}
+        why = strip_text_secrets(_first_line(exc))[:300]
+        reason = f"store_rejected: the store rejected an observation ({why})"
+        with self._lock:
+            for endpoint_id in endpoint_ids:
+                self._rejected_by_target.setdefault(endpoint_id, reason)
+
+    def _failed_if_rejected(self, targets: dict[int, Row]) -> dict[int, Row]:
+        """`targets` with every ``done`` target that lost an observation turned ``failed``."""
+        with self._lock:
+            rejected = dict(self._rejected_by_target)
+        if not rejected:
+            return targets
+        out: dict[int, Row] = {}
+        for endpoint_id, row in targets.items():
+            if endpoint_id in rejected and row["status"] == TargetStatus.DONE.value:
+                row = {**row, "status": TargetStatus.FAILED.value, "error": rejected[endpoint_id]}
+            out[endpoint_id] = row
+        return out
+
     def _enforce_cap(self) -> None:
         # Called with the lock held: while the database is down, shed the oldest request rows.
         excess = len(self._buffer) - self.max_buffered
@@ -360,11 +431,12 @@ class StoreWriter:
         self._last_flush = self._clock()
         if not batch:
             return True
+        batch.targets = self._failed_if_rejected(batch.targets)
         try:
             with self.engine.begin() as conn:
                 written = _write(conn, self.run_id, batch)
-        except SQLAlchemyError as exc:
-            if _is_transient(exc):
+        except (SQLAlchemyError, ValueError) as exc:
+            if isinstance(exc, SQLAlchemyError) and _is_transient(exc):
                 self._record_failure(exc, batch)
                 return False
             # The database rejected some row: write what it accepts, one group at a time.
@@ -415,14 +487,17 @@ class StoreWriter:
         singles += [_Buffer(sync_jobs=[s]) for s in batch.sync_jobs]
         singles += [_Buffer(targets={k: v}) for k, v in batch.targets.items()]
         for single in singles:
+            if single.targets:  # last: after every observation of the batch was tried
+                single.targets = self._failed_if_rejected(single.targets)
             try:
                 with self.engine.begin() as conn:
                     written += _write(conn, self.run_id, single)
-            except SQLAlchemyError as exc:
-                if _is_transient(exc):
+            except (SQLAlchemyError, ValueError) as exc:
+                if isinstance(exc, SQLAlchemyError) and _is_transient(exc):
                     self._record_failure(exc, single)
                 else:
                     rejected += 1
+                    self._note_rejection(single, exc)
                     log.error("store rejected an observation: %s", _first_line(exc))
         return written, rejected
 

@@ -8,6 +8,8 @@ URL's origin; a token URL read from a server's document is untrusted input.
 from __future__ import annotations
 
 import base64
+import math
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -22,14 +24,19 @@ from probe.directory.schema import (
     BearerCredentials,
     RefreshTokenCredentials,
 )
-from probe.directory.secrets import SecretSource, TokenStore
+from probe.directory.secrets import SecretSource, TokenStore, on_secret_resolved
 from probe.http.body import parse_json
 from probe.http.fetch import Fetcher
+from probe.http.redact import KNOWN_SECRETS, register_secret
 from probe.http.urls import origin_of
 from probe.models import Exchange, ExtractStep
 from probe.sync.result import TokenFacts
 
 Credentials = BearerCredentials | RefreshTokenCredentials | BackendServicesCredentials
+
+# Every secret resolved from the directory's references is scrubbed wherever probe stores or
+# prints text (probe/http/redact.py).
+on_secret_resolved(register_secret)
 
 
 class AuthError(Exception):
@@ -135,6 +142,7 @@ class Authorizer:
         if creds.auth_method == "client_secret_basic":
             secret = self.secrets.resolve(creds.client_secret)  # type: ignore[arg-type]
             self._secret_values.append(secret)
+            KNOWN_SECRETS.register_basic(creds.client_id, secret)
             pair = f"{quote(creds.client_id, safe='')}:{quote(secret, safe='')}"
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         elif creds.auth_method == "client_secret_post":
@@ -146,6 +154,7 @@ class Authorizer:
         data = await self._post_token(form, headers)
         new_refresh = data.get("refresh_token")
         if isinstance(new_refresh, str) and new_refresh:
+            register_secret(new_refresh)
             self.facts.refresh_token_issued = True
             if new_refresh != refresh:
                 self.facts.refresh_token_rotated = True
@@ -177,6 +186,7 @@ class Authorizer:
                 f"({creds.algorithm}): not a usable private key"
             ) from None
         self._secret_values.append(assertion)
+        register_secret(assertion)
         form = {
             "grant_type": "client_credentials",
             "scope": creds.scope,
@@ -212,6 +222,12 @@ class Authorizer:
         token = data.get("access_token")
         if not isinstance(token, str) or not token:
             raise AuthError("token response has no access_token")
+        if not _HEADER_SAFE.fullmatch(token):
+            raise AuthError(
+                "token response's access_token cannot be sent in a header "
+                "(non-ASCII, control characters or spaces; RFC 6750 b64token)"
+            )
+        register_secret(token)
         if self._access_token is not None:
             self.facts.refreshes += 1
         self._access_token = token
@@ -229,14 +245,18 @@ class Authorizer:
         return data
 
 
+#: What an access token may hold to be sent as ``Bearer <token>``: printable ASCII, no spaces.
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,16384}")
+
+
 def _number(value: Any) -> float | None:
+    """A finite number from a token response field (seconds), or None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
+    try:
+        if isinstance(value, int | float | str):
+            number = float(value)
+            return number if math.isfinite(number) else None
+    except (ValueError, OverflowError):
+        return None
     return None
