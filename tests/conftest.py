@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,3 +21,14 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.fail(f"{SHARED} is missing: tests read real payer documents from ../shared")
     return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """Each test starts with an empty registry of live secrets (it is process-wide in probe, as
+    a nightly run's secrets are; across tests it would scrub one test's words in another's)."""
+    from probe.http.redact import KNOWN_SECRETS
+
+    KNOWN_SECRETS.forget_all()
+    yield
+    KNOWN_SECRETS.forget_all()
