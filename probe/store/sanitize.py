@@ -43,6 +43,8 @@ HARMLESS_QUERY_PARAMS = frozenset(
         "_page",
         "page",
         "startindex",
+        "cursor",  # cursor paging (Athena, many gateways): a position, not a credential
+        "ct",  # continuation tokens (Azure API for FHIR, HAPI)
         "patient",
         "subject",
         "beneficiary",
