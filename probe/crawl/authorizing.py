@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import shutil
-import stat
-import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,7 +29,7 @@ from probe.directory.schema import (
     RefreshTokenCredentials,
     TestPatient,
 )
-from probe.directory.secrets import SecretError, SecretSource, TokenStore
+from probe.directory.secrets import SecretError, SecretSource, TokenStore, write_private_yaml
 from probe.http.urls import normalize_base
 from probe.store.observed_authorizations import OUTCOME_STATES
 from probe.store.writer import StoreWriter
@@ -102,16 +99,7 @@ class AuthorizationTimes:
             return
         data = {k: v.isoformat() for k, v in self._read().items()}
         data[key] = when.isoformat()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".authorized-")
-        try:
-            os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                yaml.safe_dump(data, handle, sort_keys=True)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_private_yaml(self.path, data)
 
 
 @dataclass(frozen=True, slots=True)
