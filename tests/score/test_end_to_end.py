@@ -169,20 +169,29 @@ def authorization_log(directory: Directory, as_of: datetime, path: Path) -> None
 
 
 def sync_points(store: Store, payer: str) -> int:
-    """Sync speed points from the stored syncs' median duration (wall-clock, so not pinned).
+    """Sync speed points from the stored syncs' median duration without probe's own politeness
+    waits (`details.timing.scored_ms`, as the engine scores it; wall-clock, so not pinned).
 
     Bands: < 1 s 5, < 5 s 4, < 10 s 3, < 30 s 2, <= 60 s 1, else 0.
     """
     with store.session() as session:
         rows = session.execute(
-            select(SyncJobRow.created_at, SyncJobRow.completed_at, SyncJobRow.outcome)
+            select(
+                SyncJobRow.created_at,
+                SyncJobRow.completed_at,
+                SyncJobRow.outcome,
+                SyncJobRow.details,
+            )
             .join(EndpointRow, EndpointRow.id == SyncJobRow.endpoint_id)
             .join(PayerRow, PayerRow.id == EndpointRow.payer_id)
             .where(PayerRow.name == payer, EndpointRow.environment == "production")
         ).all()
     durations = [
-        (done - created).total_seconds()
-        for created, done, outcome in rows
+        min(
+            (done - created).total_seconds(),
+            ((details or {}).get("timing") or {}).get("scored_ms", float("inf")) / 1000,
+        )
+        for created, done, outcome, details in rows
         if done is not None and outcome in ("completed", "partial")
     ]
     if not durations:
