@@ -194,19 +194,36 @@ class MemberLogins:
             )
             return result
         notes: list[str] = []
+        stopped: str | None = None
         reason = self.due(login)
         if reason is not None:
             outcome = await self._attempt(login, seconds_left())
             notes.append(f"signed in through the browser ({reason}): {outcome}")
         result = await run_sync()
         if reason is None and result.outcome == "auth_failed":
+            stopped = self._stopped_note(login)
             outcome = await self._attempt(login, seconds_left())
             notes.append(f"the refresh token was refused; signed in again: {outcome}")
             if outcome == "authorized":
                 result = await run_sync()
         for note in notes:
             result.add_finding("authorized_in_browser", note)
+        if reason is None and notes and stopped is not None:
+            result.add_finding("refresh_token_stopped", stopped)
         return result
+
+    def _stopped_note(self, login: LoginTarget) -> str | None:
+        """When the refresh token of `login` stopped working: now, and how long after the sign-in
+        that issued it (the refresh token's observed life), or None without a known sign-in."""
+        issued = self.times.last(login.key)
+        if issued is None:
+            return None
+        now = self.clock()
+        days = (now - issued).total_seconds() / 86400
+        return (
+            f"the refresh token issued by the sign-in of {issued.isoformat()} was refused on "
+            f"{now.isoformat()}, {days:.1f} days later"
+        )
 
     async def _attempt(self, login: LoginTarget, seconds_left: float) -> str:
         """One stored attempt; its outcome, or why it could not be made."""

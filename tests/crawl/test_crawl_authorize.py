@@ -215,6 +215,9 @@ def test_crawl_authorizes_members_when_due(
     outcome, findings = syncs_of_run(store, box["third"].run_id)["consent"]
     assert outcome == "completed"
     assert any("refresh token was refused" in f["message"] for f in findings), findings
+    # When the token stopped working is recorded: the sign-in that issued it, and the day.
+    stopped = [f["message"] for f in findings if f["code"] == "refresh_token_stopped"]
+    assert len(stopped) == 1 and "was refused on" in stopped[0] and "days later" in stopped[0]
     assert TokenStore(tokens).get(box["keys"]["consent"]) != "refused-refresh-token-77aa"
 
     # -- no secret in the database (every column of every table) or the logs --
