@@ -83,4 +83,4 @@ def test_nobody_signs_in_before_the_deadline() -> None:
     data, announced, elapsed = interactive("nobody", 2)
     assert len(announced) == 1
     assert data["outcome"] == "no_callback" and data["error"] is None
-    assert 1.5 < elapsed < 10
+    assert 1.5 < elapsed < 60  # the deadline ended it; the upper bound only rules out a hang
