@@ -88,8 +88,8 @@ def test_waiting_for_the_interval_holds_no_total_slot() -> None:
 
 def test_a_slow_host_behind_politeness_is_not_recorded_as_failing() -> None:
     """Issue 18, item 2: requests waiting for a slot expired as `no_response`, unsent, and
-    opened the breaker. Twelve requests to one host answering in 0.25 s, one at a time, with a
-    0.6 s deadline: every one is answered, its latency is the server's, its wait is apart."""
+    opened the breaker. Twelve requests to one host answering in 0.2 s, one at a time, with a
+    1 s deadline: every one is answered, its latency is the server's, its wait is apart."""
     import threading
     import time as clock
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -102,7 +102,7 @@ def test_a_slow_host_behind_politeness_is_not_recorded_as_failing() -> None:
 
     class Slow(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            clock.sleep(0.25)
+            clock.sleep(0.2)
             body = b'{"resourceType":"Bundle"}'
             self.send_response(200)
             self.send_header("Content-Type", "application/fhir+json")
@@ -125,7 +125,7 @@ def test_a_slow_host_behind_politeness_is_not_recorded_as_failing() -> None:
         guard.admit(url)
         breaker = CircuitBreaker(3)
         async with new_client(guard=guard) as client:
-            limits = Limits(connect_timeout=0.6, read_timeout=0.6, total_timeout=0.6, max_retries=0)
+            limits = Limits(connect_timeout=1, read_timeout=1, total_timeout=1, max_retries=0)
             fetcher = Fetcher(
                 client, limits, gate=Politeness(per_host=1, rate=100), breaker=breaker, guard=guard
             )
@@ -143,6 +143,6 @@ def test_a_slow_host_behind_politeness_is_not_recorded_as_failing() -> None:
         server.shutdown()
         server.server_close()
     assert [r.status for r in results] == [200] * 12, [r.error_class for r in results]
-    assert max(r.latency_ms for r in results) < 600
+    assert max(r.latency_ms for r in results) < 1000
     waits = sorted(r.wait_ms for r in results)
-    assert waits[-1] > 2000  # the last waited for eleven others: probe's time, recorded apart
+    assert waits[-1] > 1500  # the last waited for eleven others: probe's time, recorded apart
