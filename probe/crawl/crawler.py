@@ -288,22 +288,7 @@ class Crawler:
             self.writer.add_document(endpoint_id, kind, body)
 
     def _store_sync(self, endpoint_id: int, result: SyncResult) -> None:
-        details = result.to_json()
-        for key in ("resources_by_type", "base_url"):
-            details.pop(key, None)
-        self.writer.add_sync_job(
-            endpoint_id,
-            result.patient_label,
-            created_at=result.created_at,
-            completed_at=result.completed_at,
-            outcome=result.outcome,
-            resources_by_type=result.resources_by_type,
-            pages=result.pages,
-            size_bytes=result.bytes,
-            references_found=result.references.found,
-            references_resolved=result.references.resolved,
-            details=details,
-        )
+        self.writer.add_sync_job(endpoint_id, result.patient_label, **result.job_fields())
 
     async def _portal(self, endpoint_id: int, url: str) -> list[CheckResult]:
         portal_fetcher = Fetcher(

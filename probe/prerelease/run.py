@@ -163,22 +163,7 @@ def save_candidate(store: Store, observation: Observation) -> int:
             writer.add_document(endpoint_id, kind, body, seen_at=report.started_at)
         for result in observation.syncs:
             writer.add_exchanges(endpoint_id, result.exchanges)
-            details = result.to_json()
-            for key in ("resources_by_type", "base_url"):
-                details.pop(key, None)
-            writer.add_sync_job(
-                endpoint_id,
-                result.patient_label,
-                created_at=result.created_at,
-                completed_at=result.completed_at,
-                outcome=result.outcome,
-                resources_by_type=result.resources_by_type,
-                pages=result.pages,
-                size_bytes=result.bytes,
-                references_found=result.references.found,
-                references_resolved=result.references.resolved,
-                details=details,
-            )
+            writer.add_sync_job(endpoint_id, result.patient_label, **result.job_fields())
         writer.mark_target(endpoint_id, TargetStatus.DONE)
     store.finish_run(run_id, RunStatus.COMPLETED)
     return run_id

@@ -187,6 +187,24 @@ class SyncResult:
         if not any(f.code == code and f.url == url for f in self.findings):
             self.findings.append(Finding(code, message, url))
 
+    def job_fields(self) -> dict[str, Any]:
+        """The keyword arguments of `StoreWriter.add_sync_job` for this sync (counts, timings,
+        and the JSON without what has a column of its own)."""
+        details = self.to_json()
+        for key in ("resources_by_type", "base_url"):
+            details.pop(key, None)
+        return {
+            "created_at": self.created_at,
+            "completed_at": self.completed_at,
+            "outcome": self.outcome,
+            "resources_by_type": self.resources_by_type,
+            "pages": self.pages,
+            "size_bytes": self.bytes,
+            "references_found": self.references.found,
+            "references_resolved": self.references.resolved,
+            "details": details,
+        }
+
     def to_json(self) -> dict[str, Any]:
         """The documented JSON object printed by `probe sync --format json`."""
         return {
