@@ -101,6 +101,14 @@ class TargetStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class HostStatus(enum.StrEnum):
+    """Where one host of a shared run stands: waiting, held by a worker, or finished."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    DONE = "done"
+
+
 class DocumentKind(enum.StrEnum):
     """Which server document a stored body is."""
 
@@ -210,6 +218,32 @@ class RunTargetRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
+    #: The endpoint's host (lowercased authority); workers claim a run's targets host by host.
+    host: Mapped[str | None] = mapped_column(String(255))
+
+
+class RunHostRow(Base):
+    """One host of a run shared by workers: who holds it and until when (a lease).
+
+    A worker claims a host and probes every pending target on it, so per-host politeness
+    holds across processes without a shared rate limiter; a worker that dies stops renewing
+    its lease and another worker takes the host over once the lease expires.
+    """
+
+    __tablename__ = "run_hosts"
+    __table_args__ = (
+        UniqueConstraint("run_id", "host"),
+        CheckConstraint(_in("status", HostStatus), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("probe_runs.id", ondelete="CASCADE"))
+    host: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default=HostStatus.PENDING.value)
+    worker: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claims: Mapped[int] = mapped_column(Integer, default=0)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class CheckResultRow(Base):

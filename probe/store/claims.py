@@ -1,0 +1,289 @@
+"""A run as a queue in the store: workers claim its hosts under leases and hand them back.
+
+The unit of work a worker claims is a *host*, not a target: the worker holding a host probes
+every pending target on it, so per-host politeness (rate and requests in flight) is enforced
+by that one process and holds across workers and machines without a shared rate limiter.
+
+A claim is a lease. A live worker renews its leases (:func:`renew_leases`); a worker that
+dies (SIGKILL, a lost machine) stops renewing, and once its lease expires another worker
+claims the host again and redoes the targets that were not ``done`` (after clearing their
+partial observations, see :func:`probe.store.resume.clear_target_observations`).
+
+Claims are taken with ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent
+workers never wait on each other's rows, and inside SQLite's ``BEGIN IMMEDIATE`` write
+transaction (the store's engine begins every transaction that way), which serialises them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, and_, func, or_, select, update
+
+from probe.store.dialect import upsert
+from probe.store.runs import this_host
+from probe.store.tables import (
+    HostStatus,
+    ProbeRunRow,
+    RunHostRow,
+    RunStatus,
+    RunTargetRow,
+    TargetStatus,
+    utcnow,
+)
+
+#: How long a claim lasts without renewal; workers renew at a third of it.
+DEFAULT_LEASE = timedelta(seconds=60)
+
+
+def worker_name() -> str:
+    """A name for this worker process, unique across hosts and restarts."""
+    return f"{this_host()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True, slots=True)
+class HostClaim:
+    """A host a worker now holds and the targets on it it must probe."""
+
+    host: str
+    endpoint_ids: list[int]
+    #: Targets a previous holder had started: their partial observations must be cleared.
+    started_ids: list[int]
+    #: True when the host was taken over from a worker whose lease expired.
+    reclaimed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """How much of a shared run is left, as a worker deciding whether to wait sees it."""
+
+    pending: int
+    held: int
+    done: int
+    #: The earliest moment a host held by another worker may be claimed, if any is held.
+    next_expiry: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        """True when every host of the run is done."""
+        return self.pending == 0 and self.held == 0
+
+
+def register_hosts(engine: Engine, run_id: int, hosts: Mapping[int, str]) -> None:
+    """Record each target's host and list the run's hosts as ``pending`` (idempotent).
+
+    `hosts` maps endpoint id to host. Hosts already listed (a resumed run) are left alone.
+    """
+    if not hosts:
+        return
+    by_host: dict[str, list[int]] = {}
+    for endpoint_id, host in hosts.items():
+        by_host.setdefault(host[:255], []).append(endpoint_id)
+    with engine.begin() as conn:
+        for host, ids in by_host.items():
+            conn.execute(
+                update(RunTargetRow)
+                .where(RunTargetRow.run_id == run_id, RunTargetRow.endpoint_id.in_(ids))
+                .values(host=host)
+            )
+        stmt = upsert(conn, RunHostRow).on_conflict_do_nothing(index_elements=["run_id", "host"])
+        conn.execute(
+            stmt,
+            [
+                {"run_id": run_id, "host": h, "status": HostStatus.PENDING.value, "claims": 0}
+                for h in by_host
+            ],
+        )
+
+
+def claim_host(
+    engine: Engine,
+    run_id: int,
+    worker: str,
+    *,
+    lease: timedelta = DEFAULT_LEASE,
+    now: datetime | None = None,
+) -> HostClaim | None:
+    """Claim the next free host of the run for `worker`; None when no host is free now.
+
+    A host is free when pending, or claimed by a worker whose lease has expired. A free host
+    with no target left to do is marked done on the way and the next one is tried.
+    """
+    while True:
+        moment = now or utcnow()
+        with engine.begin() as conn:
+            free = or_(
+                RunHostRow.status == HostStatus.PENDING.value,
+                and_(
+                    RunHostRow.status == HostStatus.CLAIMED.value,
+                    RunHostRow.lease_until < moment,
+                ),
+            )
+            query = (
+                select(RunHostRow.id, RunHostRow.host, RunHostRow.status)
+                .where(RunHostRow.run_id == run_id, free)
+                .order_by(RunHostRow.id)
+                .limit(1)
+            )
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            row = conn.execute(query).first()
+            if row is None:
+                return None
+            host_row_id, host, status = row
+            targets = conn.execute(
+                select(RunTargetRow.endpoint_id, RunTargetRow.started_at)
+                .where(
+                    RunTargetRow.run_id == run_id,
+                    RunTargetRow.host == host,
+                    RunTargetRow.status == TargetStatus.PENDING.value,
+                )
+                .order_by(RunTargetRow.id)
+            ).all()
+            if not targets:
+                conn.execute(
+                    update(RunHostRow)
+                    .where(RunHostRow.id == host_row_id)
+                    .values(status=HostStatus.DONE.value, finished_at=moment, lease_until=None)
+                )
+                continue
+            conn.execute(
+                update(RunHostRow)
+                .where(RunHostRow.id == host_row_id)
+                .values(
+                    status=HostStatus.CLAIMED.value,
+                    worker=worker[:128],
+                    lease_until=moment + lease,
+                    claims=RunHostRow.claims + 1,
+                )
+            )
+            return HostClaim(
+                host=host,
+                endpoint_ids=[t.endpoint_id for t in targets],
+                started_ids=[t.endpoint_id for t in targets if t.started_at is not None],
+                reclaimed=status == HostStatus.CLAIMED.value,
+            )
+
+
+def renew_leases(
+    engine: Engine,
+    run_id: int,
+    worker: str,
+    hosts: list[str],
+    *,
+    lease: timedelta = DEFAULT_LEASE,
+    now: datetime | None = None,
+) -> list[str]:
+    """Extend the leases `worker` holds on `hosts`; return the hosts it no longer holds.
+
+    A host comes back when its lease expired and another worker claimed it meanwhile: the
+    caller should stop starting targets there (the new holder redoes them).
+    """
+    if not hosts:
+        return []
+    moment = now or utcnow()
+    with engine.begin() as conn:
+        conn.execute(
+            update(RunHostRow)
+            .where(
+                RunHostRow.run_id == run_id,
+                RunHostRow.worker == worker[:128],
+                RunHostRow.status == HostStatus.CLAIMED.value,
+                RunHostRow.host.in_(hosts),
+            )
+            .values(lease_until=moment + lease)
+        )
+        still = set(
+            conn.scalars(
+                select(RunHostRow.host).where(
+                    RunHostRow.run_id == run_id,
+                    RunHostRow.worker == worker[:128],
+                    RunHostRow.status == HostStatus.CLAIMED.value,
+                    RunHostRow.host.in_(hosts),
+                )
+            )
+        )
+    return [h for h in hosts if h not in still]
+
+
+def release_host(engine: Engine, run_id: int, host: str, worker: str) -> bool:
+    """Mark a host `worker` holds done, if none of its targets is still pending.
+
+    Returns False (and leaves the claim) while a target is pending, e.g. because its final
+    state has not been written yet: the lease then decides who finishes it.
+    """
+    with engine.begin() as conn:
+        left = conn.scalar(
+            select(func.count())
+            .select_from(RunTargetRow)
+            .where(
+                RunTargetRow.run_id == run_id,
+                RunTargetRow.host == host,
+                RunTargetRow.status == TargetStatus.PENDING.value,
+            )
+        )
+        if left:
+            return False
+        result = conn.execute(
+            update(RunHostRow)
+            .where(
+                RunHostRow.run_id == run_id,
+                RunHostRow.host == host,
+                RunHostRow.worker == worker[:128],
+                RunHostRow.status == HostStatus.CLAIMED.value,
+            )
+            .values(status=HostStatus.DONE.value, finished_at=utcnow(), lease_until=None)
+        )
+        return bool(result.rowcount)
+
+
+def queue_state(engine: Engine, run_id: int) -> QueueState:
+    """Counts of the run's hosts by state and the earliest expiry of a held lease."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(RunHostRow.status, func.count(), func.min(RunHostRow.lease_until))
+            .where(RunHostRow.run_id == run_id)
+            .group_by(RunHostRow.status)
+        ).all()
+    counts = {status: (count, expiry) for status, count, expiry in rows}
+    held, expiry = counts.get(HostStatus.CLAIMED.value, (0, None))
+    return QueueState(
+        pending=counts.get(HostStatus.PENDING.value, (0, None))[0],
+        held=held,
+        done=counts.get(HostStatus.DONE.value, (0, None))[0],
+        next_expiry=expiry,
+    )
+
+
+def complete_if_finished(engine: Engine, run_id: int, *, note: str | None = None) -> bool:
+    """Mark the run completed when every host and target is finished; True for the caller
+    that did it (exactly one of the workers racing here wins)."""
+    with engine.begin() as conn:
+        unfinished_hosts = conn.scalar(
+            select(func.count())
+            .select_from(RunHostRow)
+            .where(RunHostRow.run_id == run_id, RunHostRow.status != HostStatus.DONE.value)
+        )
+        pending_targets = conn.scalar(
+            select(func.count())
+            .select_from(RunTargetRow)
+            .where(
+                RunTargetRow.run_id == run_id,
+                RunTargetRow.status == TargetStatus.PENDING.value,
+            )
+        )
+        if unfinished_hosts or pending_targets:
+            return False
+        values: dict[str, object] = {"status": RunStatus.COMPLETED.value, "finished_at": utcnow()}
+        if note is not None:
+            values["note"] = note[:2000]
+        result = conn.execute(
+            update(ProbeRunRow)
+            .where(ProbeRunRow.id == run_id, ProbeRunRow.status == RunStatus.RUNNING.value)
+            .values(**values)
+        )
+        return bool(result.rowcount)

@@ -1,0 +1,151 @@
+"""A run shared by workers: host claims, leases, takeover after expiry, completion (both DBs)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from probe.store.claims import (
+    claim_host,
+    complete_if_finished,
+    queue_state,
+    register_hosts,
+    release_host,
+    renew_leases,
+)
+from probe.store.handle import Store
+from probe.store.runs import register_targets
+from probe.store.tables import ProbeRunRow, RunTargetRow, TargetStatus, utcnow
+from probe.store.writer import StoreWriter
+
+LEASE = timedelta(seconds=30)
+
+
+def _run_with_hosts(store: Store, layout: dict[str, int]) -> tuple[int, dict[int, str]]:
+    run_id = store.start_run("nightly", {})
+    hosts: dict[int, str] = {}
+    for host, count in layout.items():
+        for i in range(count):
+            hosts[store.ensure_endpoint(f"https://{host}/fhir{i}")] = host
+    register_targets(store.engine, run_id, hosts)
+    register_hosts(store.engine, run_id, hosts)
+    return run_id, hosts
+
+
+def _finish(store: Store, run_id: int, endpoint_ids: list[int], status: TargetStatus) -> None:
+    writer = StoreWriter(store.engine, run_id)
+    for eid in endpoint_ids:
+        writer.mark_target(eid, status)
+    assert writer.close()
+
+
+def test_each_host_is_claimed_once_with_its_targets(store: Store) -> None:
+    run_id, hosts = _run_with_hosts(store, {"a.example": 3, "b.example": 2})
+    first = claim_host(store.engine, run_id, "w1", lease=LEASE)
+    second = claim_host(store.engine, run_id, "w2", lease=LEASE)
+    assert first is not None and second is not None
+    assert {first.host, second.host} == {"a.example", "b.example"}
+    claimed = first.endpoint_ids + second.endpoint_ids
+    assert sorted(claimed) == sorted(hosts)
+    assert not first.reclaimed and not first.started_ids
+    assert claim_host(store.engine, run_id, "w3", lease=LEASE) is None
+    state = queue_state(store.engine, run_id)
+    assert (state.pending, state.held, state.done) == (0, 2, 0)
+    assert not state.finished
+
+
+def test_register_is_idempotent_and_records_each_targets_host(store: Store) -> None:
+    run_id, hosts = _run_with_hosts(store, {"a.example": 2})
+    register_hosts(store.engine, run_id, hosts)
+    with store.engine.connect() as conn:
+        stored = dict(conn.execute(select(RunTargetRow.endpoint_id, RunTargetRow.host)).all())
+    assert stored == hosts
+    assert queue_state(store.engine, run_id).pending == 1
+
+
+def test_expired_lease_is_taken_over_with_the_unfinished_targets(store: Store) -> None:
+    run_id, _ = _run_with_hosts(store, {"a.example": 3})
+    then = utcnow()
+    claim = claim_host(store.engine, run_id, "dead", lease=LEASE, now=then)
+    assert claim is not None
+    done, started, untouched = claim.endpoint_ids
+    writer = StoreWriter(store.engine, run_id)
+    writer.mark_target(done, TargetStatus.DONE)
+    writer.mark_target(started, TargetStatus.PENDING, started_at=then)
+    assert writer.close()
+    # Still leased: nobody else may take it.
+    assert claim_host(store.engine, run_id, "alive", lease=LEASE, now=then) is None
+    later = then + LEASE + timedelta(seconds=1)
+    taken = claim_host(store.engine, run_id, "alive", lease=LEASE, now=later)
+    assert taken is not None and taken.reclaimed
+    assert taken.endpoint_ids == [started, untouched]
+    assert taken.started_ids == [started]
+    # The dead worker's renewal now reports the host lost.
+    assert renew_leases(store.engine, run_id, "dead", ["a.example"], lease=LEASE) == ["a.example"]
+    assert renew_leases(store.engine, run_id, "alive", ["a.example"], lease=LEASE) == []
+
+
+def test_renewal_keeps_a_live_worker_s_host(store: Store) -> None:
+    run_id, _ = _run_with_hosts(store, {"a.example": 1})
+    then = utcnow()
+    assert claim_host(store.engine, run_id, "w1", lease=LEASE, now=then) is not None
+    assert renew_leases(store.engine, run_id, "w1", ["a.example"], lease=LEASE * 4) == []
+    later = then + LEASE + timedelta(seconds=1)
+    assert claim_host(store.engine, run_id, "w2", lease=LEASE, now=later) is None
+
+
+def test_release_waits_for_the_last_target_and_then_completes_the_run(store: Store) -> None:
+    run_id, hosts = _run_with_hosts(store, {"a.example": 2, "b.example": 1})
+    claims = [claim_host(store.engine, run_id, "w1", lease=LEASE) for _ in range(2)]
+    assert all(claims)
+    a = next(c for c in claims if c is not None and c.host == "a.example")
+    assert a is not None
+    _finish(store, run_id, a.endpoint_ids[:1], TargetStatus.DONE)
+    assert not release_host(store.engine, run_id, "a.example", "w1")  # one still pending
+    assert not release_host(store.engine, run_id, "a.example", "w2")  # not its holder
+    _finish(store, run_id, a.endpoint_ids[1:], TargetStatus.FAILED)
+    assert not release_host(store.engine, run_id, "a.example", "w2")
+    assert release_host(store.engine, run_id, "a.example", "w1")
+    assert not complete_if_finished(store.engine, run_id)  # b.example is still held
+    b_ids = [eid for eid, host in hosts.items() if host == "b.example"]
+    _finish(store, run_id, b_ids, TargetStatus.DONE)
+    assert release_host(store.engine, run_id, "b.example", "w1")
+    assert queue_state(store.engine, run_id).finished
+    assert complete_if_finished(store.engine, run_id, note="2 workers")
+    assert not complete_if_finished(store.engine, run_id)  # exactly one caller wins
+    with store.session() as session:
+        row = session.get(ProbeRunRow, run_id)
+        assert row is not None and row.status == "completed" and row.note == "2 workers"
+
+
+def test_a_host_with_nothing_left_is_closed_on_the_way(store: Store) -> None:
+    run_id, hosts = _run_with_hosts(store, {"a.example": 1, "b.example": 1})
+    a_ids = [eid for eid, host in hosts.items() if host == "a.example"]
+    _finish(store, run_id, a_ids, TargetStatus.DONE)  # e.g. done before a crash
+    claim = claim_host(store.engine, run_id, "w1", lease=LEASE)
+    assert claim is not None and claim.host == "b.example"
+    assert queue_state(store.engine, run_id).done == 1
+
+
+def test_concurrent_claimers_never_share_a_host(store: Store) -> None:
+    run_id, _ = _run_with_hosts(store, {f"h{i}.example": 2 for i in range(24)})
+    taken: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def claimer(name: str) -> None:
+        try:
+            while (claim := claim_host(store.engine, run_id, name, lease=LEASE)) is not None:
+                taken.setdefault(claim.host, []).append(name)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(taken) == 24
+    assert all(len(names) == 1 for names in taken.values())
