@@ -9,15 +9,21 @@ unusable, 130 interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import sys
 from dataclasses import dataclass
+from typing import Annotated, NoReturn
 
 import typer
 from typer._click.core import Command, Context  # typer 0.29 carries its own click
 from typer._click.formatting import HelpFormatter
+from typer._click.utils import PacifyFlushWrapper
 from typer.core import TyperCommand
 
 from probe.cli.groups import HelpGroup
+from probe.cli.options_help import polish_help
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +123,7 @@ def load_command(name: str) -> Command:
         single.command(name)(target)
         command = typer.main.get_command(single)
     command.name = name
-    return command
+    return polish_help(command)
 
 
 class LazyGroup(HelpGroup):
@@ -157,14 +163,77 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: wrapped at 80 columns, never cut (options_help)
 )
 
 
+def probe_version() -> str:
+    """This probe's version, as installed (``0.1.0``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("probe")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"probe {probe_version()}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
+) -> None:
     """Conformance prober for US payer FHIR Patient Access APIs (CMS-9115-F)."""
 
 
+def _output_closed(code: int = 0) -> NoReturn:
+    """The reader of standard output went away (``probe ... | head -1``): not an error. Later
+    writes, and the interpreter's last flush, go to /dev/null; exit `code` (0 unless the command
+    had already failed)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(code)
+
+
+def _flush_output(code: int) -> None:
+    """Flush standard output now, while a closed pipe can still be told from a failure."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _output_closed(code)
+    except (OSError, ValueError):
+        pass
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point; a closed pipe on standard output ends it quietly: no
+    traceback, no "Broken pipe" message, exit 0."""
+    from rich.console import Console
+
+    # rich's own handler exits 1; typer's turns EPIPE into exit 1 behind click's
+    # PacifyFlushWrapper; a plain write raises BrokenPipeError: all three end here.
+    Console.on_broken_pipe = lambda self: _output_closed()  # type: ignore[method-assign]
+    try:
+        app()
+    except BrokenPipeError:
+        _output_closed()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if code == 1 and isinstance(sys.stdout, PacifyFlushWrapper):
+            _output_closed()
+        _flush_output(code)
+        raise
+    _flush_output(0)

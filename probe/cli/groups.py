@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typer._click.core import Context  # typer 0.29 carries its own click
+from typer._click.formatting import HelpFormatter
 from typer.core import TyperGroup, TyperOption
 
 
@@ -16,3 +17,14 @@ class HelpGroup(TyperGroup):
         if option is not None and option.default is None:
             option.default = False
         return option
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        """The sub-commands, each with its whole summary (wrapped, never cut with "...")."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
