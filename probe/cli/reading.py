@@ -1,5 +1,7 @@
-"""Reading the store for the score and report commands: the moment, rubric and window scored, and
-the store opened at this probe's schema; every failure is one message and exit 2.
+"""Reading the store for the commands that only read it (score, report, history, drift): the
+moment, rubric and window scored, and the store opened at this probe's schema; every failure is
+one message and exit 2. A command that only reads never creates a database: on a missing one
+they all say :data:`NO_DATABASE`.
 """
 
 from __future__ import annotations
@@ -65,16 +67,14 @@ def scoring_options(
     return ScoringOptions(rubric, months, moment)
 
 
-@contextmanager
-def scored_store(db: str | None) -> Iterator[Store]:
-    """The store at this probe's schema, holding payers to score; exit 2 with a message if not."""
-    from probe.score.collect import scored_payer_count
-    from probe.store.engine import (
-        create_store_engine,
-        missing_sqlite_file,
-        open_store,
-        safe_url,
-    )
+#: What every read-only command says when there is no database (exit 2).
+NO_DATABASE = "no database at {path} (run probe run or probe demo first)"
+
+
+def read_store(db: str | None) -> Store:
+    """The existing store at `db`, at this probe's schema, for a command that only reads it;
+    exit 2 with one message when there is no database (never creating one) or it is unusable."""
+    from probe.store.engine import create_store_engine, missing_sqlite_file, open_store
     from probe.store.errors import StoreError
 
     try:
@@ -86,11 +86,20 @@ def scored_store(db: str | None) -> Iterator[Store]:
     finally:
         engine.dispose()
     if missing is not None:
-        fail(f"no database at {missing}; crawl a directory first (probe run endpoints.yaml)")
+        fail(NO_DATABASE.format(path=missing))
     try:
-        store = open_store(db, migrate=False)
+        return open_store(db, migrate=False)
     except StoreError as exc:
         fail(str(exc))
+
+
+@contextmanager
+def scored_store(db: str | None) -> Iterator[Store]:
+    """The store at this probe's schema, holding payers to score; exit 2 with a message if not."""
+    from probe.score.collect import scored_payer_count
+    from probe.store.engine import safe_url
+
+    store = read_store(db)
     try:
         with store.session() as session:
             payers = scored_payer_count(session)
