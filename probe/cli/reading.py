@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from probe.cli.fail import fail, fail_lines
 
 if TYPE_CHECKING:  # the store and the rubric are imported when a command runs, not at --help
+    from sqlalchemy.orm import Session
+
     from probe.score.rubric import Rubric
     from probe.store.handle import Store
 
@@ -109,3 +111,25 @@ def scored_store(db: str | None) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+def require_known_check(session: Session, check_id: str) -> None:
+    """Exit 2 saying there is no such check unless `check_id` is one probe runs or one the store
+    holds a verdict of (the closest ids suggested)."""
+    import difflib
+
+    from sqlalchemy import select
+
+    from probe.checks import discovery, portal
+    from probe.drift.keys import JWKS
+    from probe.store.tables import CheckResultRow
+
+    known = {spec.id for spec in (*discovery.catalog(), *portal.SPECS, JWKS)}
+    if check_id in known:
+        return
+    stored = set(session.scalars(select(CheckResultRow.check_id).distinct()))
+    if check_id in stored:
+        return
+    close = difflib.get_close_matches(check_id, sorted(known | stored), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    fail(f"no such check: {check_id!r}{hint}")
