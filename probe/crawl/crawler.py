@@ -25,6 +25,7 @@ from probe.checks.discovery import run_discovery
 from probe.checks.portal import PortalObservation, run_portal_checks
 from probe.crawl.authorizing import MemberLogins, login_target
 from probe.crawl.options import CrawlOptions
+from probe.crawl.workers import ClaimingSource, ClaimStats, host_map
 from probe.directory.schema import Directory, Target, targets
 from probe.directory.secrets import SecretSource, TokenStore
 from probe.drift.keys import observe_key_set
@@ -35,6 +36,14 @@ from probe.http.guard import AddressGuard
 from probe.http.limits import Limits
 from probe.http.politeness import Politeness
 from probe.models import CheckResult, ExtractStep, Report, Status
+from probe.store.claims import (
+    complete_if_finished,
+    queue_state,
+    register_hosts,
+    release_dead_claims,
+    reopen_targets,
+)
+from probe.store.errors import StoreError
 from probe.store.handle import Store
 from probe.store.resume import clear_target_observations
 from probe.store.runs import (
@@ -44,7 +53,7 @@ from probe.store.runs import (
     run_has_targets,
     unfinished_targets,
 )
-from probe.store.tables import RunKind, RunStatus, TargetStatus
+from probe.store.tables import ProbeRunRow, RunKind, RunStatus, TargetStatus
 from probe.store.writer import StoreWriter
 from probe.sync.result import SyncResult
 from probe.sync.session import sync_patient
@@ -130,6 +139,9 @@ class CrawlSummary:
     drift: NightlyDrift | None = None
     open_circuits: list[OpenCircuit] = field(default_factory=list)
     store_error: str | None = None
+    #: False when other workers still hold part of the run (this worker's share is done).
+    run_finished: bool = True
+    claims: ClaimStats = field(default_factory=ClaimStats)
 
 
 def parse_shard(value: str) -> tuple[int, int]:
@@ -326,27 +338,40 @@ async def crawl(
     resume: bool = False,
     transport: httpx.AsyncBaseTransport | None = None,
     handle_signals: bool = False,
+    join: int | None = None,
 ) -> CrawlSummary:
-    """Run (or resume) a nightly crawl of `chosen` targets and return its summary."""
-    store.mark_stale_runs_interrupted()
+    """Run (or resume, or join) a nightly crawl of `chosen` targets and return its summary.
+
+    The crawl is a worker of its run: it claims the run's hosts from the store (see
+    probe.crawl.workers), so other processes may `join` the same run and share its targets.
+    """
+    if join is None:
+        store.mark_stale_runs_interrupted()
     ids = await anyio.to_thread.run_sync(store.upsert_directory, directory)
     by_id = {ids[t.key]: t for t in chosen}
-    run_id: int | None = None
     resumed = False
     skipped = 0
-    if resume:
-        run_id = latest_resumable_run(store.engine, RunKind.NIGHTLY)
-    if run_id is not None:
+    previous = latest_resumable_run(store.engine, RunKind.NIGHTLY) if resume else None
+    if join is not None:
+        run_id = join
+        _check_joinable(store, run_id)
+        todo_ids = [eid for eid in unfinished_targets(store.engine, run_id) if eid in by_id]
+    elif previous is not None:
+        run_id = previous
         resume_run(store.engine, run_id)
         resumed = True
         if not run_has_targets(store.engine, run_id):  # killed before its targets were listed
             register_targets(store.engine, run_id, by_id)
+        register_hosts(store.engine, run_id, host_map(by_id))
         todo_ids = [eid for eid in unfinished_targets(store.engine, run_id) if eid in by_id]
         skipped = len(by_id) - len(todo_ids)
         clear_target_observations(store.engine, run_id, todo_ids)
+        reopen_targets(store.engine, run_id, todo_ids)  # failed ones are redone too
+        release_dead_claims(store.engine, run_id)
     else:
         run_id = store.start_run(RunKind.NIGHTLY, options.to_config())
         register_targets(store.engine, run_id, by_id)
+        register_hosts(store.engine, run_id, host_map(by_id))
         todo_ids = list(by_id)
     todo = [(by_id[eid], eid) for eid in todo_ids]
     gate = Politeness(per_host=options.per_host, rate=options.rate, total=options.total_requests)
@@ -356,6 +381,8 @@ async def crawl(
     store_error: str | None = None
     reporter.started(run_id, len(todo), resumed)
     writer = store.writer(run_id).start()
+    source = ClaimingSource(store, run_id, by_id, writer, window=2 * options.concurrency)
+    run_finished = True
     try:
         guard = AddressGuard()
         for target, _ in todo:  # the operator's own hosts: they may be on any network
@@ -374,7 +401,7 @@ async def crawl(
             fetcher = Fetcher(client, options.limits, gate=gate, breaker=breaker, guard=guard)
             crawler = Crawler(fetcher, writer, secrets, options)
             status, store_error = await _run_all(
-                crawler, todo, options, reporter, outcomes, handle_signals
+                crawler, source, len(todo), options, reporter, outcomes, handle_signals
             )
     except BaseException:
         status = RunStatus.INTERRUPTED
@@ -384,6 +411,8 @@ async def crawl(
             # A run that finished during an outage waits (up to the limit) for the database.
             patience = options.store_down_limit if status is RunStatus.COMPLETED else 0.0
             writer_ok = await anyio.to_thread.run_sync(lambda: writer.close(retry_for=patience))
+            completed = status is RunStatus.COMPLETED and writer_ok
+            await anyio.to_thread.run_sync(lambda: source.finish(completed=completed))
             notes = [f"circuit open for {c.host}: {c.reason}" for c in _circuits(breaker)]
             lost = writer.rejected_targets()  # stored `failed`, never `done` (docs/hostile.md)
             for outcome in outcomes:
@@ -407,7 +436,9 @@ async def crawl(
                 notes.insert(0, store_error)
             note = "; ".join(notes)[:2000] or None
             try:
-                await anyio.to_thread.run_sync(lambda: store.finish_run(run_id, status, note=note))
+                status, run_finished = await anyio.to_thread.run_sync(
+                    lambda: _finish_share(store, run_id, status, note)
+                )
             except SQLAlchemyError as exc:
                 log.error("could not record the end of run %s: %s", run_id, exc)
                 store_error = store_error or f"could not record the end of the run: {exc}"
@@ -415,10 +446,43 @@ async def crawl(
     summary = CrawlSummary(run_id, status, outcomes, resumed, skipped, gate.stats(), writer_ok)
     summary.open_circuits = _circuits(breaker)
     summary.store_error = store_error
+    summary.run_finished = run_finished
+    summary.claims = source.stats
     # -- nightly drift (probe.drift): compare each endpoint with its previous run, notify --
-    if status is RunStatus.COMPLETED and options.drift.enabled:
+    # Only the worker that finished the run compares it (exactly one of them does).
+    if status is RunStatus.COMPLETED and run_finished and options.drift.enabled:
         summary.drift = await after_run(store, run_id, options.drift)
     return summary
+
+
+def _check_joinable(store: Store, run_id: int) -> None:
+    with store.session() as session:
+        row = session.get(ProbeRunRow, run_id)
+        if row is None or row.kind != RunKind.NIGHTLY.value:
+            raise StoreError(f"no nightly run with id {run_id} to join")
+        if row.status != RunStatus.RUNNING.value:
+            raise StoreError(f"run {run_id} is {row.status}, not running: nothing to join")
+
+
+def _finish_share(
+    store: Store, run_id: int, status: RunStatus, note: str | None
+) -> tuple[RunStatus, bool]:
+    """Record the end of this worker's share; returns (status, whether the run ended).
+
+    A completed share completes the run when nothing of it is left. While other workers hold
+    hosts of the run it stays running for them; otherwise what is left makes it interrupted
+    (resumable), as does an interrupted share that no other worker carries on.
+    """
+    if status is RunStatus.COMPLETED:
+        if complete_if_finished(store.engine, run_id, note=note):
+            return status, True
+        if queue_state(store.engine, run_id).held > 0:
+            return status, False
+        status = RunStatus.INTERRUPTED
+    elif queue_state(store.engine, run_id).held > 0:
+        return status, False
+    store.finish_run(run_id, status, note=note)
+    return status, True
 
 
 def _circuits(breaker: CircuitBreaker | None) -> list[OpenCircuit]:
@@ -427,7 +491,8 @@ def _circuits(breaker: CircuitBreaker | None) -> list[OpenCircuit]:
 
 async def _run_all(
     crawler: Crawler,
-    todo: Sequence[tuple[Target, int]],
+    source: ClaimingSource,
+    total: int,
     options: CrawlOptions,
     reporter: CrawlReporter,
     outcomes: list[TargetOutcome],
@@ -450,7 +515,7 @@ async def _run_all(
                     )
                 )
         outcomes.append(outcome)
-        reporter.target_done(outcome, len(outcomes), len(todo))
+        reporter.target_done(outcome, len(outcomes), max(total, len(outcomes)))
 
     async def watch(scope: anyio.CancelScope) -> None:
         nonlocal interrupted
@@ -487,9 +552,7 @@ async def _run_all(
         if handle_signals:
             outer.start_soon(watch, outer.cancel_scope)
         outer.start_soon(watch_store, outer.cancel_scope)
-        async with anyio.create_task_group() as tg:
-            for target, endpoint_id in todo:
-                tg.start_soon(one, target, endpoint_id)
+        await source.run(one)
         outer.cancel_scope.cancel()
     if store_gave_up is not None:
         return RunStatus.INTERRUPTED, store_gave_up

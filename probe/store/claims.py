@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, and_, func, or_, select, update
 
 from probe.store.dialect import upsert
-from probe.store.runs import this_host
+from probe.store.runs import process_alive, this_host
 from probe.store.tables import (
     HostStatus,
     ProbeRunRow,
@@ -287,3 +287,73 @@ def complete_if_finished(engine: Engine, run_id: int, *, note: str | None = None
             .values(**values)
         )
         return bool(result.rowcount)
+
+
+def return_claims(engine: Engine, run_id: int, worker: str) -> int:
+    """Give back every host `worker` still holds (it is stopping): they become pending at once
+    instead of waiting for the lease to expire. Returns how many were given back."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(RunHostRow)
+            .where(
+                RunHostRow.run_id == run_id,
+                RunHostRow.worker == worker[:128],
+                RunHostRow.status == HostStatus.CLAIMED.value,
+            )
+            .values(status=HostStatus.PENDING.value, lease_until=None)
+        )
+        return int(result.rowcount or 0)
+
+
+def release_dead_claims(engine: Engine, run_id: int) -> int:
+    """Expire the claims of workers on this machine whose process is gone (a resume after a
+    crash need not wait for their leases). Returns how many hosts were freed."""
+    prefix = f"{this_host()[:80]}:"
+    freed = 0
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(RunHostRow.id, RunHostRow.worker).where(
+                RunHostRow.run_id == run_id,
+                RunHostRow.status == HostStatus.CLAIMED.value,
+                RunHostRow.worker.startswith(prefix),
+            )
+        ).all()
+        dead = [row_id for row_id, name in rows if not _worker_alive(name, prefix)]
+        if dead:
+            result = conn.execute(
+                update(RunHostRow)
+                .where(RunHostRow.id.in_(dead), RunHostRow.status == HostStatus.CLAIMED.value)
+                .values(status=HostStatus.PENDING.value, lease_until=None)
+            )
+            freed = int(result.rowcount or 0)
+    return freed
+
+
+def _worker_alive(name: str | None, prefix: str) -> bool:
+    pid_text = (name or "")[len(prefix) :].split(":", 1)[0]
+    return pid_text.isdigit() and process_alive(int(pid_text))
+
+
+def reopen_targets(engine: Engine, run_id: int, endpoint_ids: list[int]) -> None:
+    """Make these targets of a resumed run pending again, with their hosts (failed targets are
+    redone on resume)."""
+    if not endpoint_ids:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            update(RunTargetRow)
+            .where(RunTargetRow.run_id == run_id, RunTargetRow.endpoint_id.in_(endpoint_ids))
+            .values(status=TargetStatus.PENDING.value, finished_at=None, error=None)
+        )
+        hosts = select(RunTargetRow.host).where(
+            RunTargetRow.run_id == run_id, RunTargetRow.endpoint_id.in_(endpoint_ids)
+        )
+        conn.execute(
+            update(RunHostRow)
+            .where(
+                RunHostRow.run_id == run_id,
+                RunHostRow.host.in_(hosts),
+                RunHostRow.status == HostStatus.DONE.value,
+            )
+            .values(status=HostStatus.PENDING.value, finished_at=None)
+        )

@@ -1,0 +1,230 @@
+"""Where a crawling process gets its targets: host claims on the run's queue in the store.
+
+Every crawl is a worker of its run. It claims a host (see :mod:`probe.store.claims`), probes
+that host's pending targets, and claims another while it has room; it renews its leases while
+it works and hands a host back as done once the last of its targets is written. Several
+processes (``probe run --workers N``) or machines (``probe run --join RUN``) share one run
+this way; a worker killed mid-run stops renewing and its hosts are taken over by the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import anyio
+import httpx
+
+from probe.directory.schema import Target
+from probe.store.claims import (
+    DEFAULT_LEASE,
+    HostClaim,
+    claim_host,
+    queue_state,
+    release_host,
+    renew_leases,
+    return_claims,
+    worker_name,
+)
+from probe.store.handle import Store
+from probe.store.resume import clear_target_observations
+from probe.store.tables import TargetStatus
+from probe.store.writer import StoreWriter
+
+log = logging.getLogger(__name__)
+
+#: Marked on a claimed target this worker's directory does not list.
+NOT_IN_DIRECTORY = "not_in_directory: this worker's directory or selection does not list it"
+
+
+def host_key(base_url: str) -> str:
+    """The host a target is claimed under: the same key per-host politeness uses."""
+    try:
+        return httpx.URL(base_url).host.lower()[:255] or base_url[:255]
+    except (httpx.InvalidURL, ValueError):
+        return base_url[:255]
+
+
+def host_map(by_id: Mapping[int, Target]) -> dict[int, str]:
+    """Each endpoint id's host key."""
+    return {eid: host_key(t.base_url) for eid, t in by_id.items()}
+
+
+@dataclass(slots=True)
+class _Held:
+    remaining: int
+    scopes: set[anyio.CancelScope] = field(default_factory=set)
+    lost: bool = False
+
+
+@dataclass(slots=True)
+class ClaimStats:
+    """What one worker took from the queue."""
+
+    hosts: int = 0
+    reclaimed: int = 0
+    targets: int = 0
+    lost: int = 0
+
+
+class ClaimingSource:
+    """Feeds a crawl the targets of the hosts this worker claims from the run's queue."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: int,
+        by_id: Mapping[int, Target],
+        writer: StoreWriter,
+        *,
+        window: int,
+        worker: str | None = None,
+        lease: timedelta = DEFAULT_LEASE,
+        poll: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.by_id = by_id
+        self.writer = writer
+        self.window = max(1, window)
+        self.worker = worker or worker_name()
+        self.lease = lease
+        self.poll = poll
+        self.stats = ClaimStats()
+        self._held: dict[str, _Held] = {}
+        self._in_flight = 0
+        self._changed = anyio.Event()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def _wait_change(self, seconds: float) -> None:
+        with anyio.move_on_after(seconds):
+            await self._changed.wait()
+
+    async def run(self, start: Callable[[Target, int], Awaitable[None]]) -> None:
+        """Claim hosts and run `start` on each of their targets until the run's queue is empty.
+
+        Returns when every host of the run is done, or when nothing is left but hosts this
+        worker could not hand back (their final writes failed: the caller closes the writer
+        and calls :meth:`finish`).
+        """
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._heartbeat)
+            while True:
+                if self._in_flight >= self.window:
+                    await self._wait_change(self.poll)
+                    continue
+                claim = await anyio.to_thread.run_sync(self._claim)
+                if claim is not None:
+                    await self._start_host(tg, claim, start)
+                    continue
+                state = await anyio.to_thread.run_sync(queue_state, self.store.engine, self.run_id)
+                mine = len(self._held)
+                if state.finished or (
+                    state.pending == 0 and state.held <= mine and self._in_flight == 0
+                ):
+                    break
+                # Others hold the rest: wait for ours to finish or a lease of theirs to expire.
+                await self._wait_change(self.poll)
+            tg.cancel_scope.cancel()
+
+    def _claim(self) -> HostClaim | None:
+        return claim_host(self.store.engine, self.run_id, self.worker, lease=self.lease)
+
+    async def _start_host(
+        self,
+        tg: anyio.abc.TaskGroup,
+        claim: HostClaim,
+        start: Callable[[Target, int], Awaitable[None]],
+    ) -> None:
+        self.stats.hosts += 1
+        self.stats.reclaimed += claim.reclaimed
+        if claim.started_ids:  # a previous holder's partial observations: start clean
+            await anyio.to_thread.run_sync(
+                clear_target_observations, self.store.engine, self.run_id, claim.started_ids
+            )
+        held = self._held[claim.host] = _Held(remaining=len(claim.endpoint_ids))
+        for endpoint_id in claim.endpoint_ids:
+            target = self.by_id.get(endpoint_id)
+            if target is None:
+                await anyio.to_thread.run_sync(self._not_listed, endpoint_id)
+                await self._target_finished(claim.host)
+                continue
+            self._in_flight += 1
+            self.stats.targets += 1
+            tg.start_soon(self._one, claim.host, held, target, endpoint_id, start)
+
+    async def _one(
+        self,
+        host: str,
+        held: _Held,
+        target: Target,
+        endpoint_id: int,
+        start: Callable[[Target, int], Awaitable[None]],
+    ) -> None:
+        try:
+            if held.lost:
+                return
+            with anyio.CancelScope() as scope:
+                held.scopes.add(scope)
+                try:
+                    await start(target, endpoint_id)
+                finally:
+                    held.scopes.discard(scope)
+        finally:
+            self._in_flight -= 1
+            with anyio.CancelScope(shield=True):
+                await self._target_finished(host)
+
+    async def _target_finished(self, host: str) -> None:
+        held = self._held.get(host)
+        if held is None:
+            return
+        held.remaining -= 1
+        if held.remaining <= 0 and not held.lost:
+            # The targets' final states must be in the database before the host is done.
+            await anyio.to_thread.run_sync(self.writer.flush)
+            released = await anyio.to_thread.run_sync(
+                release_host, self.store.engine, self.run_id, host, self.worker
+            )
+            if released:
+                del self._held[host]
+        elif held.remaining <= 0:
+            del self._held[host]
+        self._notify()
+
+    async def _heartbeat(self) -> None:
+        every = max(0.05, self.lease.total_seconds() / 3)
+        while True:
+            await anyio.sleep(every)
+            hosts = list(self._held)
+            if not hosts:
+                continue
+            lost = await anyio.to_thread.run_sync(self._renew, hosts)
+            for host in lost:
+                held = self._held.get(host)
+                if held is None or held.lost:
+                    continue
+                log.warning("lost the lease on %s to another worker; stopping its targets", host)
+                held.lost = True
+                self.stats.lost += 1
+                for scope in list(held.scopes):
+                    scope.cancel()
+
+    def _not_listed(self, endpoint_id: int) -> None:
+        self.writer.mark_target(endpoint_id, TargetStatus.FAILED, error=NOT_IN_DIRECTORY)
+
+    def _renew(self, hosts: list[str]) -> list[str]:
+        return renew_leases(self.store.engine, self.run_id, self.worker, hosts, lease=self.lease)
+
+    def finish(self, *, completed: bool) -> None:
+        """After the writer closed: hand back the hosts still held. Done hosts are released;
+        the rest (an interrupted or failing run) go back to pending for another worker."""
+        for host in list(self._held):
+            if completed and release_host(self.store.engine, self.run_id, host, self.worker):
+                del self._held[host]
+        return_claims(self.store.engine, self.run_id, self.worker)
