@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench schemas clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ lint: install
 
 demo: install
 	$(VENV)/bin/probe demo
+
+# Rewrite the JSON Schemas of the JSON outputs from their shapes (docs/contracts.md).
+schemas: install
+	$(PY) -m probe.contracts.generate
 
 bench: install
 	$(PY) bench/store_ingest.py

@@ -1,5 +1,8 @@
 """`probe check BASE_URL`: the discovery suite against one FHIR base URL.
 
+``--format json`` prints the ``check`` JSON contract (docs/contracts.md); ``--format sarif`` a
+SARIF 2.1.0 log with one result per failed or warned check.
+
 Exit codes: 0 no required check failed, 1 a required check failed, 2 usage or configuration
 error, 130 interrupted.
 """
@@ -17,7 +20,7 @@ from rich.console import Console
 from probe.cli import options_bounds as bounds
 from probe.cli.fail import base_url_argument, fail
 from probe.cli.options import CaBundleOption, DbOption
-from probe.cli.render import print_report, report_json
+from probe.cli.render import print_report, report_json, report_sarif
 
 
 def check_command(
@@ -25,7 +28,7 @@ def check_command(
         str, typer.Argument(help="FHIR base URL, e.g. https://fhir.payer.example/r4")
     ],
     output_format: Annotated[
-        str, typer.Option("--format", help="table or json", case_sensitive=False)
+        str, typer.Option("--format", help="table, json or sarif", case_sensitive=False)
     ] = "table",
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.1, help="seconds allowed per request")
@@ -51,8 +54,8 @@ def check_command(
     from probe.store.reports import save_report
 
     url = base_url_argument(base_url)
-    if output_format.lower() not in ("table", "json"):
-        fail(f"--format must be table or json, not {output_format!r}")
+    if output_format.lower() not in ("table", "json", "sarif"):
+        fail(f"--format must be table, json or sarif, not {output_format!r}")
     limits = bounds.fetch_limits(
         timeout,
         max_body_mb=max_body_mb,
@@ -76,6 +79,8 @@ def check_command(
         raise typer.Exit(130) from None
     if output_format.lower() == "json":
         sys.stdout.write(report_json(report) + "\n")
+    elif output_format.lower() == "sarif":
+        sys.stdout.write(report_sarif(report) + "\n")
     else:
         print_report(report, Console())
     if save:

@@ -24,10 +24,15 @@ from rich.text import Text
 
 from probe.cli.fail import fail
 from probe.cli.groups import HelpGroup
+from probe.cli.machine import contract_json
 from probe.cli.options import DbOption
-from probe.cli.safe_text import cell, line, safe_json
+from probe.cli.reading import read_store
+from probe.cli.safe_text import cell, line
+from probe.cli.width import fit_columns, output_console
 
 KIND_STYLE = {"breaking": "bold red", "notable": "yellow", "cosmetic": "dim"}
+#: The columns a narrow screen gives up, least useful first (the run and payer stay).
+NARROW_DROPS = ("detected", "endpoint", "reason")
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([dhw])\s*$", re.IGNORECASE)
 
 drift_app = typer.Typer(
@@ -89,12 +94,12 @@ def events_table(events: Sequence[DriftEvent], title: str = "drift events") -> T
     table = Table(title=title, caption=f"{len(events)} event(s): {caption}")
     table.add_column("detected", no_wrap=True)
     table.add_column("run", justify="right")
-    table.add_column("payer")
-    table.add_column("endpoint", overflow="fold")
+    table.add_column("payer", min_width=10)
+    table.add_column("endpoint", overflow="fold", min_width=20)
     table.add_column("kind", no_wrap=True)
-    table.add_column("change", overflow="fold")
-    table.add_column("before → after", overflow="fold")
-    table.add_column("reason", overflow="fold")
+    table.add_column("change", overflow="fold", min_width=14)
+    table.add_column("before → after", overflow="fold", min_width=20)
+    table.add_column("reason", overflow="fold", min_width=16)
     for e in events:
         table.add_row(
             e.detected_at.strftime("%Y-%m-%d %H:%M"),
@@ -128,7 +133,6 @@ def drift_command(
 ) -> None:
     """List stored drift events (newest run first, most severe first)."""
     from probe.drift.events import list_drift_events
-    from probe.store.engine import open_store
     from probe.store.errors import StoreError
 
     if ctx.invoked_subcommand is not None:
@@ -141,7 +145,7 @@ def drift_command(
     except ValueError as exc:
         fail(str(exc))
     try:
-        with open_store(db) as store, store.session() as session:
+        with read_store(db) as store, store.session() as session:  # never creates a database
             events = list_drift_events(
                 session,
                 since=since_at,
@@ -153,16 +157,15 @@ def drift_command(
     except StoreError as exc:
         fail(str(exc))
     if output_format.lower() == "json":
-        data = safe_json([e.to_json() for e in events])
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.write(contract_json("drift", {"events": [e.to_json() for e in events]}) + "\n")
         return
-    console = Console() if Console().is_terminal else Console(width=200)
+    console = output_console()
     if not events:
         console.print(
             "no drift events" + (f" since {since_at:%Y-%m-%d %H:%M} UTC" if since_at else "")
         )
         return
-    console.print(events_table(events))
+    console.print(fit_columns(events_table(events), console.width, NARROW_DROPS))
 
 
 @drift_app.command("detect")
@@ -186,7 +189,6 @@ def detect_command(
     from probe.drift.events import DriftError, detect_drift
     from probe.drift.notify import notify_webhook, validate_webhook_url
     from probe.drift.settings import DriftThresholds
-    from probe.store.engine import open_store
     from probe.store.errors import StoreError
 
     try:
@@ -194,14 +196,15 @@ def detect_command(
     except ValueError as exc:
         fail(str(exc))
     try:
-        with open_store(db) as store:
+        with read_store(db) as store:
             detection = detect_drift(store, run_id, DriftThresholds(slower_percent, slower_seconds))
     except (StoreError, DriftError) as exc:
         fail(str(exc))
-    console = Console() if Console().is_terminal else Console(width=200)
+    console = output_console()
     console.print(line(detection.summary()))
     if detection.events:
-        console.print(events_table(detection.events, f"drift of run {run_id}"))
+        table = events_table(detection.events, f"drift of run {run_id}")
+        console.print(fit_columns(table, console.width, NARROW_DROPS))
     if webhook and detection.new_events:
         events = detection.new_events
 

@@ -4,7 +4,7 @@ changed.
 
 from __future__ import annotations
 
-import json
+import sys
 from typing import Annotated
 
 import typer
@@ -12,8 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from probe.cli.fail import fail
+from probe.cli.machine import contract_json
 from probe.cli.options import DbOption
-from probe.cli.safe_text import cell, line, safe_json
+from probe.cli.reading import read_store, require_known_check
+from probe.cli.safe_text import cell, line
 
 _out = Console(highlight=False, soft_wrap=True)
 
@@ -27,21 +29,27 @@ def history_command(
         str | None, typer.Option("--environment", help="production or sandbox.")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many runs to show.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    output_format: Annotated[
+        str, typer.Option("--format", help="text or json.", case_sensitive=False)
+    ] = "text",
+    as_json: Annotated[
+        bool, typer.Option("--json", hidden=True, help="Deprecated: use --format json.")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Show how an endpoint fared in stored runs, newest first, and when its documents changed."""
     from probe.store import engine as store_engine
     from probe.store.catalog import find_endpoint
-    from probe.store.errors import StoreError
     from probe.store.queries import check_history, document_history, run_history
     from probe.store.tables import DocumentKind
 
-    try:
-        store = store_engine.open_store(db, migrate=False)
-    except StoreError as exc:
-        fail(str(exc))
+    fmt = "json" if as_json else output_format.lower()
+    if fmt not in ("text", "json"):
+        fail(f"--format must be text or json, not {output_format!r}")
+    store = read_store(db)  # never creates a database
     with store, store.session() as session:
+        if check:
+            require_known_check(session, check)
         endpoint = find_endpoint(session, base_url, environment)
         if endpoint is None:
             where = store_engine.safe_url(store.engine.url)
@@ -51,7 +59,7 @@ def history_command(
         documents = {
             str(kind): document_history(session, endpoint.id, kind) for kind in DocumentKind
         }
-    if as_json:
+    if fmt == "json":
         data = {
             "base_url": endpoint.base_url,
             "environment": endpoint.environment,
@@ -88,7 +96,7 @@ def history_command(
                 for kind, versions in documents.items()
             },
         }
-        _out.print_json(json.dumps(safe_json(data)))
+        sys.stdout.write(contract_json("history", data) + "\n")
         return
     table = Table(title=line(f"{endpoint.base_url} ({endpoint.environment})"))
     for column in ("run", "started", "kind", "run status", "pass", "fail", "warn", "skip", "error"):

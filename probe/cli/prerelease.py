@@ -11,11 +11,17 @@ Score (``--fail-under``): the *prerelease score* is the packaged payer rubric re
 metrics one run of probe can observe (every metric whose sources include ``observed``, except
 ``sandbox``: the candidate is itself pre-production) — capability_statement,
 smart_configuration, refresh_token, request_success, reference_resolution, carin_bb, clinical,
-sync_speed and everything, 47 rubric points — scored exactly as the rubric scores them, with
-metrics that had no data in this run (e.g. refresh_token with a static bearer token) left out
-of the denominator and listed. The score is ``round(100 * earned / available)``; with nothing
-observed there is no score and ``--fail-under`` fails. The raw rubric total (out of 100, the
+sync_speed and everything, 47 rubric points possible — scored exactly as the rubric scores them.
+A metric that had no data in this run (no --patient: every sync metric; refresh_token with a
+static bearer token) was not tested: it counts 0 of its points, and the output lists it. The
+score is ``round(100 * earned / possible)``: a gate never passes on what it did not test.
+``--discovery-only`` gates on the discovery criteria alone (capability_statement and
+smart_configuration, 4 points), and the output says so. ``--fail-on breaking`` or ``notable``
+without a baseline fails the gate (nothing was compared). The raw rubric total (out of 100, the
 configured metrics as not enough data) is reported beside it for reference.
+
+``--format json`` prints the ``prerelease`` JSON contract (docs/contracts.md); ``--format
+sarif`` prints a SARIF 2.1.0 log (failed and warned checks, breaking and notable changes).
 
 Exit codes: 0 the gate passed, 1 the gate failed (``--fail-on breaking`` and a breaking change,
 ``--fail-on notable``, ``--fail-on required`` and a failed required check, or a score below
@@ -24,7 +30,6 @@ Exit codes: 0 the gate passed, 1 the gate failed (``--fail-on breaking`` and a b
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -40,9 +45,10 @@ from rich.text import Text
 
 import probe.cli.options_credentials as opts
 from probe.cli.fail import absolute_url, fail
+from probe.cli.machine import contract_json, strict_json
 from probe.cli.options import CaBundleOption, DbOption, TokenStoreOption
 from probe.cli.options_credentials import credentials_from_options
-from probe.cli.safe_text import cell, line, safe, safe_json
+from probe.cli.safe_text import cell, line, safe
 
 EXIT_PASS = 0
 EXIT_GATE_FAILED = 1
@@ -56,7 +62,13 @@ KIND_STYLE = {"breaking": "bold red", "notable": "yellow", "cosmetic": "dim"}
 def print_summary(result: PrereleaseResult, console: Console) -> None:
     """The human summary: verdict, score, changes by kind, breaking changes, gate reasons."""
     from probe.drift.classify import ChangeKind
-    from probe.prerelease.report import baseline_line, score_line, value_text, verdict
+    from probe.prerelease.report import (
+        baseline_line,
+        not_tested_lines,
+        score_line,
+        value_text,
+        verdict,
+    )
 
     counts = result.counts
     console.print(
@@ -67,6 +79,8 @@ def print_summary(result: PrereleaseResult, console: Console) -> None:
     )
     console.print(line(baseline_line(result)))
     console.print(line(score_line(result)))
+    for entry in not_tested_lines(result):
+        console.print(line(entry), style="yellow")
     report = result.candidate.report
     summary = ", ".join(f"{n} {k}" for k, n in report.summary.items() if n)
     console.print(line(f"checks: {summary}"))
@@ -167,7 +181,16 @@ def prerelease_command(
         bool, typer.Option("--save", help="store the candidate as a prerelease run (--db)")
     ] = False,
     db: DbOption = None,
-    output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    output_format: Annotated[
+        str, typer.Option("--format", help="table, json or sarif (SARIF 2.1.0)")
+    ] = "table",
+    discovery_only: Annotated[
+        bool,
+        typer.Option(
+            "--discovery-only",
+            help="--fail-under gates on the discovery criteria only (no sync expected)",
+        ),
+    ] = False,
 ) -> None:
     """Test a release candidate end to end, compare it with production, gate a payer's CI."""
     import anyio
@@ -189,8 +212,8 @@ def prerelease_command(
     if baseline_endpoint is not None and baseline_run is None:
         fail("--baseline-endpoint needs --baseline-run")
     live_baseline = absolute_url(baseline_url, "--baseline") if baseline_url else None
-    if output_format.lower() not in ("table", "json"):
-        fail(f"--format must be table or json, not {output_format!r}")
+    if output_format.lower() not in ("table", "json", "sarif"):
+        fail(f"--format must be table, json or sarif, not {output_format!r}")
     try:
         gates = tuple(FailOn(v.lower()) for v in fail_on or [])
     except ValueError:
@@ -241,6 +264,7 @@ def prerelease_command(
         thresholds=DriftThresholds(slower_percent, slower_seconds),
         fail_under=fail_under,
         fail_on=gates,
+        discovery_only=discovery_only,
     )
 
     async def go() -> PrereleaseResult:
@@ -269,8 +293,12 @@ def prerelease_command(
     except OSError as exc:
         fail(f"cannot write the report: {exc.strerror or exc}")
     if output_format.lower() == "json":
-        data = safe_json(json.loads(json.dumps(result.to_json(), default=str)))
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.write(contract_json("prerelease", result.to_json()) + "\n")
+    elif output_format.lower() == "sarif":
+        from probe import __version__
+        from probe.contracts.sarif import prerelease_sarif
+
+        sys.stdout.write(strict_json(prerelease_sarif(result, version=__version__)) + "\n")
     else:
         console = Console() if Console().is_terminal else Console(width=160)
         print_summary(result, console)

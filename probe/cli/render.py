@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from probe.cli.safe_text import cell, line, safe_json
+from probe.cli.machine import contract_json, strict_json
+from probe.cli.safe_text import cell, line
 from probe.models import Status
 
 if TYPE_CHECKING:
@@ -26,8 +26,16 @@ STATUS_STYLE = {
 
 
 def report_json(report: Report) -> str:
-    """The report as the documented JSON object (one line per call, pretty-printed)."""
-    return json.dumps(safe_json(report.to_json()), indent=2, ensure_ascii=False)
+    """The report as the ``check`` JSON contract (pretty-printed, strict, strings made safe)."""
+    return contract_json("check", report.to_json())
+
+
+def report_sarif(report: Report) -> str:
+    """The report as a SARIF 2.1.0 log (strict JSON, strings made safe)."""
+    from probe import __version__
+    from probe.contracts.sarif import check_sarif
+
+    return strict_json(check_sarif(report, version=__version__))
 
 
 def report_table(report: Report) -> Table:
@@ -122,5 +130,5 @@ def sync_tables(result: SyncResult) -> list[Table]:
 
 
 def sync_json(result: SyncResult) -> str:
-    """The documented JSON object for one sync."""
-    return json.dumps(safe_json(result.to_json()), indent=2, ensure_ascii=False)
+    """One sync as the ``sync`` JSON contract (pretty-printed, strict, strings made safe)."""
+    return contract_json("sync", result.to_json())

@@ -26,9 +26,11 @@ from rich.table import Table
 from rich.text import Text
 
 from probe.cli.fail import fail
+from probe.cli.machine import contract_json
 from probe.cli.options import AsOfOption, DbOption, RubricOption, WindowOption
 from probe.cli.reading import scored_store, scoring_options
-from probe.cli.safe_text import cell, line, safe, safe_json
+from probe.cli.safe_text import cell, line, safe
+from probe.models import finite_json
 
 if TYPE_CHECKING:
     from probe.score.engine import Scorecard
@@ -120,7 +122,9 @@ def scorecard_csv(card: Scorecard, only: str | None = None) -> str:
                     m.outcome,
                     m.outcome_label,
                     "true" if m.not_enough_data else "false",
-                    json.dumps(m.input_value, sort_keys=True, default=str),
+                    json.dumps(
+                        finite_json(m.input_value), sort_keys=True, default=str, allow_nan=False
+                    ),
                     m.expected,
                     m.comment,
                     " ".join(m.evidence),
@@ -317,8 +321,7 @@ def score_command(
     chosen = _find_payer(card, inputs, payer) if payer is not None else None
     only = chosen.payer if chosen is not None else None
     if fmt == "json":
-        data = safe_json(_card_json(card, database, only))
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.write(contract_json("score", _card_json(card, database, only)) + "\n")
         return
     if fmt == "csv":
         sys.stdout.write(scorecard_csv(card, only))

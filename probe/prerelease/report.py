@@ -1,7 +1,8 @@
 """Rendering a prerelease for people (Markdown, HTML) and for CI (JUnit XML).
 
 JUnit: one ``<testsuite>`` each for the checks, the syncs, the changes against the baseline and
-the score. A testcase fails for a failed required check, a sync that got no data (outcome
+the score (with a ``<skipped/>`` testcase for each thing not tested: a metric without data, the
+baseline, the sync). A testcase fails for a failed required check, a sync that got no data (outcome
 failed, auth_failed or timeout), a breaking change, or a score below ``--fail-under``; a skipped
 check is ``<skipped/>``; everything else passes, its message in ``<system-out>``. The gate
 (``--fail-on``, ``--fail-under``) decides the exit code; JUnit shows why.
@@ -40,14 +41,30 @@ def verdict(result: PrereleaseResult) -> str:
 
 
 def score_line(result: PrereleaseResult) -> str:
-    """The prerelease score in one sentence."""
+    """The score in one sentence: points earned, possible and tested (untested count 0)."""
     s = result.score
     if s.score is None:
-        return "prerelease score: none (nothing observable)"
+        return "prerelease score: none (the rubric has no metric one run can observe)"
+    untested = f", {s.untested} not tested count 0" if s.untested else ""
+    if s.scope == "discovery":
+        return (
+            f"discovery score: {s.score}/100 ({s.earned} of {s.possible} points{untested}); "
+            "--discovery-only: the gate covers the discovery criteria only; the whole "
+            f"prerelease scorecard: {s.prerelease_earned} of {s.prerelease_possible} points, "
+            f"{s.prerelease_tested} tested"
+        )
     return (
-        f"prerelease score: {s.score}/100 ({s.earned} of {s.available} points over the "
-        f"observed metrics with data; rubric total {s.rubric_total}/{s.rubric_max})"
+        f"prerelease score: {s.score}/100 ({s.earned} of {s.possible} points possible, "
+        f"{s.tested} tested{untested}; rubric total {s.rubric_total}/{s.rubric_max})"
     )
+
+
+def not_tested_lines(result: PrereleaseResult) -> list[str]:
+    """One line per thing the prerelease did not test (metric points count 0)."""
+    return [
+        f"not tested: {n.title}" + (f" ({n.points} points)" if n.points else "") + f": {n.reason}"
+        for n in result.not_tested
+    ]
 
 
 def baseline_line(result: PrereleaseResult) -> str:
@@ -100,6 +117,7 @@ def render_markdown(result: PrereleaseResult) -> str:
         f"- started: {result.started_at.isoformat(timespec='seconds')}, "
         f"took {result.duration_s:.1f} s",
         f"- {_md(score_line(result))}",
+        *(f"- {_md(entry)}" for entry in not_tested_lines(result)),
     ]
     if result.gate.fail_under is not None or result.gate.fail_on:
         gates = [f"--fail-on {g}" for g in result.gate.fail_on]
@@ -135,7 +153,10 @@ def render_markdown(result: PrereleaseResult) -> str:
                 f"{_md(m.comment)} |"
             )
         for m in result.score.no_data:
-            lines.append(f"| {_md(m.title)} | (not scored) | no data in this run | |")
+            lines.append(
+                f"| {_md(m.title)} | 0/{m.max_points} (not tested) | no data in this run | "
+                f"{_md(m.comment)} |"
+            )
     lines += ["", "## Checks", "", "| status | check | severity | message |", "|---|---|---|---|"]
     for r in report.results:
         lines.append(f"| {r.status} | {_md_code(r.id)} | {r.spec.severity} | {_md(r.message)} |")
@@ -178,6 +199,7 @@ th{background:#f6f6f6}code{font-size:.9em;word-break:break-all}
 <li>{{ baseline_line }}</li>
 <li>started {{ started }}, took {{ duration }} s</li>
 <li>{{ score_line }}</li>
+{% for entry in not_tested %}<li class="untested">{{ entry }}</li>{% endfor %}
 </ul>
 {% for reason in reasons %}<p class="gate">gate failed: {{ reason }}</p>{% endfor %}
 <h2>Changes against the baseline</h2>
@@ -193,8 +215,9 @@ th{background:#f6f6f6}code{font-size:.9em;word-break:break-all}
 <table><tr><th>metric</th><th>points</th><th>outcome</th><th>comment</th></tr>
 {% for m in scored %}<tr><td>{{ m.title }}</td><td>{{ m.points }}/{{ m.max_points }}</td>
 <td>{{ m.outcome_label }}</td><td>{{ m.comment }}</td></tr>
-{% endfor %}{% for m in no_data %}<tr><td>{{ m.title }}</td><td>not scored</td>
-<td>no data in this run</td><td></td></tr>{% endfor %}</table>
+{% endfor %}{% for m in no_data %}<tr><td>{{ m.title }}</td>
+<td>0/{{ m.max_points }} (not tested)</td><td>no data in this run</td><td>{{ m.comment }}</td>
+</tr>{% endfor %}</table>
 <h2>Checks</h2>
 <table><tr><th>status</th><th>check</th><th>severity</th><th>message</th></tr>
 {% for r in checks %}<tr><td class="{{ r.status }}">{{ r.status }}</td>
@@ -224,6 +247,7 @@ def render_html(result: PrereleaseResult) -> str:
         started=result.started_at.isoformat(timespec="seconds"),
         duration=f"{result.duration_s:.1f}",
         score_line=score_line(result),
+        not_tested=not_tested_lines(result),
         reasons=result.gate.reasons,
         has_baseline=result.baseline is not None,
         counts=", ".join(f"{n} {k}" for k, n in result.counts.items()),
@@ -376,7 +400,12 @@ def render_junit(result: PrereleaseResult) -> str:
         ).text = line
     else:
         _out(score_case, line)
-    _suite(root, "prerelease.score", [score_case])
+    untested = []
+    for n in result.not_tested:
+        case = _case("probe.score.not_tested", n.item)
+        ET.SubElement(case, "skipped", message=f"not tested: {n.title}: {n.reason}")
+        untested.append(case)
+    _suite(root, "prerelease.score", [score_case, *untested])
     totals = root.findall("testsuite")
     for attr in ("tests", "failures", "errors", "skipped"):
         root.set(attr, str(sum(int(s.get(attr, "0")) for s in totals)))

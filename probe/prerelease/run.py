@@ -36,6 +36,26 @@ from probe.sync.limits import SyncLimits
 # -- the whole prerelease ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class NotTested:
+    """Something a prerelease did not test: a rubric metric without data in this run (its
+    points count 0), the comparison with a baseline, or the test-patient sync."""
+
+    item: str
+    title: str
+    points: int
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form: item, title, points, reason."""
+        return {
+            "item": self.item,
+            "title": self.title,
+            "points": self.points,
+            "reason": self.reason,
+        }
+
+
 @dataclass(slots=True)
 class PrereleaseResult:
     """Everything one prerelease produced: observations, changes, score, gate."""
@@ -48,11 +68,42 @@ class PrereleaseResult:
     started_at: datetime
     duration_s: float
     saved_run_id: int | None = None
+    patients_requested: int = 0
 
     @property
     def counts(self) -> dict[str, int]:
         """Changes by kind."""
         return counts_by_kind(self.changes)
+
+    @property
+    def not_tested(self) -> tuple[NotTested, ...]:
+        """What this prerelease did not test: metrics without data, the baseline, the sync."""
+        out = [
+            NotTested(
+                f"metric:{m.metric_id}",
+                m.title,
+                m.max_points,
+                m.comment or "no data in this run",
+            )
+            for m in self.score.no_data
+        ]
+        if self.baseline is None:
+            out.append(
+                NotTested(
+                    "baseline",
+                    "Comparison with a baseline",
+                    0,
+                    "no --baseline or --baseline-run: no change was looked for",
+                )
+            )
+        if not self.candidate.syncs:
+            reason = (
+                "the candidate did not answer /metadata, so no patient was synced"
+                if self.patients_requested
+                else "no --patient given: no member data was fetched"
+            )
+            out.append(NotTested("sync", "Test-patient sync", 0, reason))
+        return tuple(out)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON printed by ``probe prerelease --format json``."""
@@ -70,6 +121,7 @@ class PrereleaseResult:
             "duration_s": round(self.duration_s, 3),
             "gate": self.gate.to_json(),
             "score": self.score.to_json(),
+            "not_tested": [n.to_json() for n in self.not_tested],
             "changes": [c.to_json() for c in self.changes],
             "change_counts": self.counts,
             "checks": [r.to_json() for r in self.candidate.report.results],
@@ -91,6 +143,8 @@ class PrereleaseOptions:
     thresholds: DriftThresholds = field(default_factory=DriftThresholds)
     fail_under: int | None = None
     fail_on: tuple[FailOn, ...] = ()
+    #: Gate ``--fail-under`` on the discovery metrics only (``--discovery-only``).
+    discovery_only: bool = False
 
 
 async def run_prerelease(
@@ -133,16 +187,25 @@ async def run_prerelease(
     changes: list[Change] = []
     if baseline is not None:
         changes = classify(baseline.snapshot, candidate.snapshot, thresholds=options.thresholds)
-    score = prerelease_score(candidate, rubric, at=started)
+    scope = "discovery" if options.discovery_only else "prerelease"
+    score = prerelease_score(candidate, rubric, at=started, scope=scope)
     gate = evaluate_gate(
         changes,
         candidate.report,
         score,
         fail_under=options.fail_under,
         fail_on=options.fail_on,
+        compared=baseline is not None,
     )
     return PrereleaseResult(
-        candidate, baseline, changes, score, gate, started, time.perf_counter() - t0
+        candidate,
+        baseline,
+        changes,
+        score,
+        gate,
+        started,
+        time.perf_counter() - t0,
+        patients_requested=len(options.patients),
     )
 
 

@@ -23,6 +23,9 @@ from probe.score.rubric import Rubric, default_rubric
 #: Rubric metrics a single prerelease run can observe (sources include ``observed``), minus
 #: ``sandbox`` (the candidate is itself pre-production).
 EXCLUDED_METRICS = frozenset({"sandbox"})
+#: The metrics the discovery suite alone decides (``--discovery-only`` gates on these).
+DISCOVERY_METRICS = frozenset({"capability_statement", "smart_configuration"})
+SCOPES = ("prerelease", "discovery")
 _EVERYTHING: dict[str, EverythingLevel] = {
     "paged": "paged",
     "limited": "limited",
@@ -35,23 +38,46 @@ _EVERYTHING: dict[str, EverythingLevel] = {
 
 @dataclass(frozen=True, slots=True)
 class PrereleaseScore:
-    """The prerelease score: observed rubric metrics with data, normalised to 100."""
+    """The prerelease score over its scope's rubric metrics; an untested metric counts 0.
+
+    `scope` is ``prerelease`` (every metric one run can observe) or ``discovery``
+    (``--discovery-only``: the metrics the discovery suite alone decides,
+    :data:`DISCOVERY_METRICS`).
+    `score` is ``round(100 * earned / possible)`` over the scope, `tested` the points of its
+    metrics that had data in this run. The ``prerelease_*`` figures are the whole prerelease
+    scorecard's, whatever the scope.
+    """
 
     score: int | None
     earned: int
-    available: int
+    tested: int
+    possible: int
+    scope: str
+    prerelease_earned: int
+    prerelease_tested: int
+    prerelease_possible: int
     scored: tuple[MetricScore, ...]
     no_data: tuple[MetricScore, ...]
     rubric: str
     rubric_total: int
     rubric_max: int
 
+    @property
+    def untested(self) -> int:
+        """Points of the scope's metrics that had no data in this run (counted as 0)."""
+        return self.possible - self.tested
+
     def to_json(self) -> dict[str, Any]:
-        """JSON form."""
+        """JSON form (the ``score`` object of the ``prerelease`` contract)."""
         return {
+            "scope": self.scope,
             "score": self.score,
-            "earned": self.earned,
-            "available": self.available,
+            "points_earned": self.earned,
+            "points_tested": self.tested,
+            "points_possible": self.possible,
+            "prerelease_points_earned": self.prerelease_earned,
+            "prerelease_points_tested": self.prerelease_tested,
+            "prerelease_points_possible": self.prerelease_possible,
             "rubric": self.rubric,
             "rubric_total": self.rubric_total,
             "rubric_max": self.rubric_max,
@@ -139,9 +165,15 @@ def prerelease_inputs(observation: Observation, at: datetime) -> PayerInputs:
 
 
 def prerelease_score(
-    observation: Observation, rubric: Rubric | None = None, *, at: datetime | None = None
+    observation: Observation,
+    rubric: Rubric | None = None,
+    *,
+    at: datetime | None = None,
+    scope: str = "prerelease",
 ) -> PrereleaseScore:
-    """Score one observation with the prerelease scorecard (see the module docstring)."""
+    """Score one observation with the prerelease scorecard over `scope` (see the class)."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
     rubric = rubric or default_rubric()
     moment = at or datetime.now(UTC)
     window = Window(moment - timedelta(seconds=1), moment + timedelta(seconds=1))
@@ -150,13 +182,24 @@ def prerelease_score(
     rows = [m for m in card.metrics if m.metric_id in wanted]
     scored = tuple(m for m in rows if not m.not_enough_data)
     no_data = tuple(m for m in rows if m.not_enough_data)
-    earned = sum(m.points for m in scored)
-    available = sum(m.max_points for m in scored)
-    score = round(100 * earned / available) if available else None
+
+    def figures(ids: set[str]) -> tuple[int, int, int]:
+        earned = sum(m.points for m in scored if m.metric_id in ids)
+        tested = sum(m.max_points for m in scored if m.metric_id in ids)
+        possible = sum(m.max_points for m in rows if m.metric_id in ids)
+        return earned, tested, possible
+
+    everything = figures(wanted)
+    earned, tested, possible = (
+        everything if scope == "prerelease" else figures(wanted & DISCOVERY_METRICS)
+    )
     return PrereleaseScore(
-        score,
+        round(100 * earned / possible) if possible else None,
         earned,
-        available,
+        tested,
+        possible,
+        scope,
+        *everything,
         scored,
         no_data,
         f"{rubric.id} {rubric.version}",

@@ -211,7 +211,7 @@ def test_probe_drift_command_lists_events(store: Store, store_url: str, endpoint
     assert again.exit_code == 0 and "0 new" in again.output
     listed = runner.invoke(app, ["drift", "--db", store_url, "--format", "json", "--since", "1d"])
     assert listed.exit_code == 0, listed.output
-    events = json.loads(listed.output)
+    events = json.loads(listed.output)["events"]
     assert [e["change_id"] for e in events] == [
         "capability.resource.removed:Coverage",
         "capability.field.changed:date",

@@ -58,6 +58,7 @@ def prerelease(
     sync: bool = True,
     fail_on: tuple[FailOn, ...] = (),
     fail_under: int | None = None,
+    discovery_only: bool = False,
 ) -> PrereleaseResult:
     """Run a prerelease of fleet payer `slug` in-process (no sockets)."""
     creds, secrets = credentials_for(fleet, slug)
@@ -68,6 +69,7 @@ def prerelease(
         sync_limits=SyncLimits(validate=False),
         fail_on=fail_on,
         fail_under=fail_under,
+        discovery_only=discovery_only,
     )
     box: list[PrereleaseResult] = []
 

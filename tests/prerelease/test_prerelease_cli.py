@@ -228,7 +228,7 @@ def test_probe_prerelease_against_a_stored_nightly_run(tmp_path: Path) -> None:
             ["https://s.example/fhir", "--token-env", "A", "--refresh-token-env", "B"],
             "choose one credential kind",
         ),
-        (["https://s.example/fhir", "--format", "yaml"], "--format must be table or json"),
+        (["https://s.example/fhir", "--format", "yaml"], "--format must be table, json or sarif"),
     ],
 )
 def test_bad_usage_exits_2_without_traceback(args: list[str], message: str) -> None:

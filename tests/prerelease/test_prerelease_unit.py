@@ -10,7 +10,7 @@ from probe.drift.classify import ChangeKind
 from probe.fleet.app import Fleet
 from probe.prerelease.baseline import PrereleaseError, stored_baseline
 from probe.prerelease.gate import FailOn
-from probe.prerelease.report import render_html, render_junit, render_markdown
+from probe.prerelease.report import render_html, render_junit, render_markdown, score_line
 from probe.prerelease.run import save_candidate
 from probe.prerelease.scoring import prerelease_metric_ids
 from probe.score.rubric import default_rubric
@@ -63,28 +63,84 @@ def test_the_prerelease_scorecard_is_the_observed_rubric_metrics_normalised(flee
     assert scored["carin_bb"] == (6, 6)
     assert scored["refresh_token"] == (2, 10)  # a refresh token, lifetime unknown
     assert [m.metric_id for m in score.no_data] == ["reference_resolution"]
+    assert score.scope == "prerelease"
     assert score.earned == sum(p for p, _ in scored.values())
-    assert score.available == sum(m for _, m in scored.values())
-    assert score.score == round(100 * score.earned / score.available)
+    assert score.tested == sum(m for _, m in scored.values())
+    # Every metric one run can observe is possible: 47 points; reference_resolution had no data
+    # (the fleet's resources hold no references), so its 5 points count 0.
+    assert score.possible == 47 and score.untested == 5 == score.possible - score.tested
+    assert score.score == round(100 * score.earned / score.possible)
+    assert [n.item for n in result.not_tested] == ["metric:reference_resolution"]
     # The raw rubric total adds the configured metrics' not-enough-data points (e.g. 2 for
     # eligibility errors): reported beside the score, never used by --fail-under.
     assert score.rubric_max == 100 and score.rubric_total >= score.earned
 
 
-def test_static_bearer_leaves_refresh_token_unscored_and_no_sync_scores_discovery(
-    fleet: Fleet,
-) -> None:
+def test_static_bearer_leaves_refresh_token_untested(fleet: Fleet) -> None:
     bearer = prerelease(fleet, "staging-bearer")
     assert "refresh_token" in [m.metric_id for m in bearer.score.no_data]
-    discovery_only = prerelease(fleet, "staging", sync=False)
-    assert [m.metric_id for m in discovery_only.score.scored] == [
-        "capability_statement",
-        "smart_configuration",
-    ]
-    assert discovery_only.score.score == 100
-    junit = suites(render_junit(discovery_only))
-    sync_case = junit["prerelease.sync"].find("testcase")
-    assert sync_case is not None and sync_case.find("skipped") is not None
+    assert "metric:refresh_token" in [n.item for n in bearer.not_tested]
+
+
+def test_without_baseline_or_patient_the_gate_does_not_pass_on_what_it_did_not_test(
+    fleet: Fleet,
+) -> None:
+    bare = prerelease(fleet, "staging", baseline_slug=None, sync=False, fail_under=60)
+    score = bare.score
+    assert [m.metric_id for m in score.scored] == ["capability_statement", "smart_configuration"]
+    # 4 of 4 discovery points, but 47 possible: the 43 untested points count 0.
+    assert (score.earned, score.tested, score.possible) == (4, 4, 47)
+    assert score.score == round(100 * 4 / 47) and score.untested == 43
+    assert not bare.gate.passed and bare.gate.scope == "prerelease"
+    assert (
+        "prerelease score 9 is below --fail-under 60 (4 of 47 points; 43 untested"
+        in (bare.gate.reasons[0])
+    )
+    items = [n.item for n in bare.not_tested]
+    assert items[-2:] == ["baseline", "sync"]
+    assert {i for i in items if i.startswith("metric:")} == {
+        "metric:refresh_token",
+        "metric:request_success",
+        "metric:reference_resolution",
+        "metric:carin_bb",
+        "metric:clinical",
+        "metric:sync_speed",
+        "metric:everything",
+    }
+    assert sum(n.points for n in bare.not_tested) == 43
+    line = score_line(bare)
+    assert "9/100 (4 of 47 points possible, 4 tested, 43 not tested count 0" in line
+    markdown = render_markdown(bare)
+    assert "not tested: Test-patient sync: no --patient given" in markdown
+    assert "0/10 (not tested)" in markdown
+    junit = suites(render_junit(bare))
+    skipped = {
+        c.get("name")
+        for c in junit["prerelease.score"].iter("testcase")
+        if c.find("skipped") is not None
+    }
+    assert skipped == set(items)
+    assert "not tested: Comparison with a baseline" in render_html(bare)
+
+    # --discovery-only: the gate is over the discovery criteria, and the output says so.
+    discovery = prerelease(
+        fleet, "staging", baseline_slug=None, sync=False, fail_under=60, discovery_only=True
+    )
+    assert discovery.gate.passed and discovery.gate.scope == "discovery"
+    assert (discovery.score.score, discovery.score.possible) == (100, 4)
+    assert discovery.score.prerelease_possible == 47
+    assert score_line(discovery).startswith("discovery score: 100/100 (4 of 4 points)")
+    assert "--discovery-only" in score_line(discovery)
+    assert [n.item for n in discovery.not_tested] == items  # still listed
+
+
+def test_fail_on_breaking_without_a_baseline_fails_the_gate(fleet: Fleet) -> None:
+    result = prerelease(fleet, "staging", baseline_slug=None, fail_on=(FailOn.BREAKING,))
+    assert not result.gate.passed
+    assert result.gate.reasons == (
+        "--fail-on breaking: no baseline was compared (give --baseline URL or --baseline-run "
+        "RUN_ID)",
+    )
 
 
 def test_faithful_staging_passes_with_only_cosmetic_changes(fleet: Fleet) -> None:

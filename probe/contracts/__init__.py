@@ -1,0 +1,1 @@
+"""probe's machine-readable output contracts: JSON Schemas of the JSON outputs, and SARIF."""
