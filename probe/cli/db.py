@@ -6,13 +6,14 @@ Passwords in database URLs are never printed.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
 from rich.console import Console
+from typer.exceptions import Abort
 
 from probe.cli.groups import HelpGroup
 
@@ -49,6 +50,11 @@ def _engine(db: str | None) -> Iterator[Engine]:
         fail(str(exc))
     finally:
         engine.dispose()
+
+
+def can_ask() -> bool:
+    """True when a person can answer a question (standard input is a terminal)."""
+    return sys.stdin.isatty()
 
 
 @db_app.command("upgrade")
@@ -114,13 +120,15 @@ def downgrade_command(
         if revision not in known:
             fail(f"unknown revision {revision!r}; known revisions: {', '.join(known)}")
         if not yes:
+            if not can_ask():
+                fail("downgrade drops data: without a terminal to ask on, pass --yes")
             try:
                 confirmed = typer.confirm(
                     f"Downgrade {name} from {state.current or '(empty)'} to {revision}? "
                     "Data in dropped tables is lost",
                     default=False,
                 )
-            except click.exceptions.Abort:
+            except Abort:
                 confirmed = False
             if not confirmed:
                 fail("downgrade not confirmed (pass --yes to skip the question)")

@@ -133,3 +133,20 @@ def require_known_check(session: Session, check_id: str) -> None:
     close = difflib.get_close_matches(check_id, sorted(known | stored), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     fail(f"no such check: {check_id!r}{hint}")
+
+
+#: What `probe run --resume` says when no run was interrupted (it starts none; exit 0).
+NOTHING_TO_RESUME = (
+    "nothing to resume: no interrupted nightly run in this database; "
+    "`probe run DIRECTORY` starts a new one"
+)
+
+
+def resumable_run(store: Store) -> int | None:
+    """The nightly run `probe run --resume` would finish (runs whose process is gone marked
+    interrupted first), or None when there is nothing to resume."""
+    from probe.store.runs import latest_resumable_run
+    from probe.store.tables import RunKind
+
+    store.mark_stale_runs_interrupted()
+    return latest_resumable_run(store.engine, RunKind.NIGHTLY)

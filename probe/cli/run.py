@@ -15,8 +15,10 @@ from rich.console import Console
 from probe.cli import options_bounds as bounds
 from probe.cli.options import CaBundleOption, DbOption, TokenStoreOption
 from probe.cli.progress import reporter_for, summary_table
+from probe.cli.reading import NOTHING_TO_RESUME, resumable_run
 from probe.cli.safe_text import line as text_line
 from probe.cli.safe_text import safe
+from probe.cli.width import output_console
 from probe.http.redact import redact_url
 
 EXIT_LOCKED = 3
@@ -158,8 +160,7 @@ def run_command(
             webhook_url=webhook,
         ),
     )
-    # Cron and journald capture a pipe: give the summary table room instead of 80 columns.
-    console = Console() if Console().is_terminal else Console(width=160)
+    console = output_console()  # $COLUMNS, the terminal, else 160 (cron and journald logs)
     try:
         store = open_store(db)
     except StoreError as exc:
@@ -168,6 +169,9 @@ def run_command(
     lock_name = "nightly" if shard_spec is None else f"nightly:{shard_spec[0]}/{shard_spec[1]}"
     try:
         with store, store.run_lock(lock_name):
+            if resume and resumable_run(store) is None:
+                err.print(NOTHING_TO_RESUME, markup=False)
+                return
 
             async def go() -> CrawlSummary:
                 return await crawl(
