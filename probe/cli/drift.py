@@ -27,13 +27,10 @@ from probe.cli.groups import HelpGroup
 from probe.cli.machine import contract_json
 from probe.cli.options import DbOption
 from probe.cli.reading import read_store
-from probe.cli.reading import read_store
 from probe.cli.safe_text import cell, line
 from probe.cli.width import fit_columns, output_console
 
 KIND_STYLE = {"breaking": "bold red", "notable": "yellow", "cosmetic": "dim"}
-#: The columns a narrow screen gives up, least useful first (the run and payer stay).
-NARROW_DROPS = ("detected", "endpoint", "reason")
 #: The columns a narrow screen gives up, least useful first (the run and payer stay).
 NARROW_DROPS = ("detected", "endpoint", "reason")
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([dhw])\s*$", re.IGNORECASE)

@@ -15,7 +15,6 @@ from probe.cli.fail import fail
 from probe.cli.machine import contract_json
 from probe.cli.options import DbOption
 from probe.cli.reading import read_store, require_known_check
-from probe.cli.reading import read_store, require_known_check
 from probe.cli.safe_text import cell, line
 
 _out = Console(highlight=False, soft_wrap=True)
