@@ -73,7 +73,10 @@ def print_summary(result: PrereleaseResult, console: Console) -> None:
     counts = result.counts
     console.print(
         Text.assemble(
-            (f"prerelease {verdict(result)}", "bold green" if result.gate.passed else "bold red"),
+            (
+                f"prerelease {verdict(result)}",
+                {"PASSED": "bold green", "FAILED": "bold red"}.get(verdict(result), "bold yellow"),
+            ),
             f": {safe(result.candidate.report.base_url, one_line=True)}",
         )
     )

@@ -36,8 +36,12 @@ def value_text(value: Any, width: int = 80) -> str:
 
 
 def verdict(result: PrereleaseResult) -> str:
-    """PASSED or FAILED."""
-    return "PASSED" if result.gate.passed else "FAILED"
+    """FAILED, PASSED, or NOT GATED when no ``--fail-on`` or ``--fail-under`` was given (a report
+    that nothing was asked of does not pass)."""
+    if not result.gate.passed:
+        return "FAILED"
+    gated = result.gate.fail_under is not None or bool(result.gate.fail_on)
+    return "PASSED" if gated else "NOT GATED"
 
 
 def score_line(result: PrereleaseResult) -> str:
@@ -186,14 +190,14 @@ _HTML = """<!doctype html>
 <title>probe prerelease {{ verdict }}: {{ candidate }}</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:2rem;max-width:80rem;color:#222}
-h1 .passed{color:#17803d}h1 .failed{color:#b42318}
+h1 .passed{color:#17803d}h1 .failed{color:#b42318}h1 .not-gated{color:#a15c00}
 table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}
 th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
 th{background:#f6f6f6}code{font-size:.9em;word-break:break-all}
 .breaking,.fail{color:#b42318;font-weight:600}.notable,.warn{color:#a15c00}
 .cosmetic,.skip{color:#777}.pass{color:#17803d}.gate{background:#fdecea;padding:.5rem}
 </style></head><body>
-<h1>probe prerelease <span class="{{ verdict|lower }}">{{ verdict }}</span></h1>
+<h1>probe prerelease <span class="{{ verdict|lower|replace(' ', '-') }}">{{ verdict }}</span></h1>
 <ul>
 <li>candidate: <code>{{ candidate }}</code></li>
 <li>{{ baseline_line }}</li>
