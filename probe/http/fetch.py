@@ -701,12 +701,13 @@ def new_client(
     connection: no DNS rebinding past the SSRF checks); share the guard with the Fetcher, and
     `guard.admit` the operator's own URLs first.
     """
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # per origin
+    if guard is not None:  # one connection pool per origin; TLS context built on first use
+        transport = guarded_transport(guard, verify=verify, limits=limits)
+        return httpx.AsyncClient(
+            follow_redirects=False, headers={"User-Agent": USER_AGENT}, transport=transport
+        )
     ctx = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
     return httpx.AsyncClient(
-        verify=ctx,
-        follow_redirects=False,
-        limits=limits,
-        headers={"User-Agent": USER_AGENT},
-        transport=None if guard is None else guarded_transport(guard, verify=ctx, limits=limits),
+        verify=ctx, follow_redirects=False, limits=limits, headers={"User-Agent": USER_AGENT}
     )
