@@ -15,7 +15,6 @@ import csv
 import difflib
 import io
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
@@ -30,6 +29,7 @@ from probe.cli.machine import contract_json
 from probe.cli.options import AsOfOption, DbOption, RubricOption, WindowOption
 from probe.cli.reading import scored_store, scoring_options
 from probe.cli.safe_text import cell, line, safe
+from probe.cli.width import fit_columns, output_console
 from probe.models import finite_json
 
 if TYPE_CHECKING:
@@ -151,8 +151,8 @@ def payers_table(card: Scorecard) -> Table:
     """The payer ranking: totals, category points, vendor-metric subtotal, metrics without data."""
     table = Table(title="Payers", title_justify="left")
     table.add_column("Rank", justify="right")
-    table.add_column("Payer", overflow="fold")
-    table.add_column("Vendor", overflow="fold")
+    table.add_column("Payer", overflow="fold", min_width=20)
+    table.add_column("Vendor", overflow="fold", min_width=12)
     table.add_column("Total", justify="right")
     categories = card.payers[0].score.categories if card.payers else ()
     for category in categories:
@@ -222,11 +222,11 @@ def metrics_table(rank: int, s: PayerScore) -> Table:
         title_justify="left",
         show_lines=False,
     )
-    table.add_column("Metric", overflow="fold")
+    table.add_column("Metric", overflow="fold", min_width=16)
     table.add_column("Points", justify="right")
-    table.add_column("Outcome", overflow="fold")
-    table.add_column("Input", overflow="fold")
-    table.add_column("Comment", overflow="fold")
+    table.add_column("Outcome", overflow="fold", min_width=14)
+    table.add_column("Input", overflow="fold", min_width=12)
+    table.add_column("Comment", overflow="fold", min_width=20)
     table.add_column("Evidence", overflow="fold")
     for m in s.metrics:
         view = metric_view(m)
@@ -248,13 +248,20 @@ def metrics_table(rank: int, s: PayerScore) -> Table:
     return table
 
 
+def _narrow_drops(card: Scorecard) -> list[str]:
+    """The payer table's columns a narrow screen gives up, least useful first (rank, payer,
+    total and no-data stay)."""
+    categories = card.payers[0].score.categories if card.payers else ()
+    return ["Vendor metrics", "Vendor", *(c.title.split(" ")[0] for c in reversed(categories))]
+
+
 def print_tables(
     card: Scorecard, database: str, console: Console, expand: Sequence[PayerScore]
 ) -> None:
     """The table output of ``probe score``."""
     console.print(_header(card, database))
     if card.payers:
-        console.print(payers_table(card))
+        console.print(fit_columns(payers_table(card), console.width, _narrow_drops(card)))
     else:
         console.print("No payer was scored (all excluded).")
     if card.vendors:
@@ -272,7 +279,8 @@ def print_tables(
             console.print(cell(entry))
     ranks = {r.score.payer: r.rank for r in card.payers}
     for s in expand:
-        console.print(metrics_table(ranks[s.payer], s))
+        table = metrics_table(ranks[s.payer], s)
+        console.print(fit_columns(table, console.width, ("Evidence", "Input")))
     if card.excluded:
         console.print(cell("Excluded:", "bold"))
         for ex in card.excluded:
@@ -284,11 +292,8 @@ def print_tables(
 
 
 def _console() -> Console:
-    """Standard output; tables are 160 columns wide when not on a terminal (unless $COLUMNS)."""
-    console = Console(highlight=False)
-    if not console.is_terminal and not os.environ.get("COLUMNS"):
-        console = Console(highlight=False, width=160)
-    return console
+    """Standard output, as wide as probe/cli/width.py says ($COLUMNS, the terminal, else 160)."""
+    return output_console(highlight=False)
 
 
 def score_command(

@@ -43,11 +43,15 @@ def output_console(**kwargs: Any) -> Console:
 
 
 def _needed(column: Any) -> int:
-    """The least width a column should keep: its header, its min_width, its longest no-wrap cell."""
-    header = len(str(column.header))
-    least = max(header, column.min_width or 0, MIN_COLUMN if column.overflow == "fold" else 0)
-    if column.no_wrap:
-        least = max(least, *(len(str(c)) for c in column.cells), 0)
+    """The least width a column should keep: its min_width, its header's longest word, and its
+    longest cell (no-wrap columns) or longest word (columns that crop words rather than fold)."""
+    words = str(column.header).split() or [""]
+    least = max(max(map(len, words)), column.min_width or 0)
+    if column.overflow == "fold":
+        return max(least, MIN_COLUMN)
+    for value in column.cells:
+        text = str(value)
+        least = max(least, len(text) if column.no_wrap else max(map(len, text.split() or [""])))
     return least
 
 
@@ -62,9 +66,15 @@ def table_width(table: Table) -> int:
 
 def fit_columns(table: Table, width: int, droppable: Sequence[str]) -> Table:
     """`table` without the columns of `droppable` (headers, least useful first) that a screen
-    `width` columns wide has no room for; the same table when it fits."""
+    `width` columns wide has no room for; the same table when it fits.
+
+    A column's ``min_width`` is read as the narrowest it is readable at; once the columns are
+    chosen rich shares the width out (a forced minimum would push the table past the screen).
+    """
     for header in droppable:
         if table_width(table) <= width:
             break
         table.columns[:] = [c for c in table.columns if str(c.header) != header]
+    for column in table.columns:
+        column.min_width = None
     return table
