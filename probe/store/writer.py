@@ -9,7 +9,10 @@ If a flush fails because the database is unreachable, nothing is lost: the batch
 into the buffer, the failure is counted, and the next flush retries it (automatic flushes
 back off exponentially meanwhile). Rows the database rejects outright (e.g. an unknown
 endpoint id) are set aside one by one and counted in `rejected_rows`, so one bad row cannot
-wedge the writer. The API is synchronous; async callers wrap it in ``anyio.to_thread.run_sync``.
+wedge the writer. The API is synchronous. Once started (:meth:`StoreWriter.start`), adding an
+observation only prepares its row and appends it (the writer's thread does the writing), so an
+event loop may call it directly; :meth:`StoreWriter.flush` and :meth:`StoreWriter.close` block
+and belong in a worker thread.
 """
 
 from __future__ import annotations
@@ -147,6 +150,7 @@ class StoreWriter:
         self._rejected_by_target: dict[int, str] = {}
         self._last_error: str | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a flush is due (set by callers, cleared by the thread)
         self._thread: threading.Thread | None = None
 
     # -- observations -------------------------------------------------------------------------
@@ -414,6 +418,15 @@ class StoreWriter:
         return size >= self.batch_size or now - self._last_flush >= self.flush_interval
 
     def _maybe_flush(self) -> None:
+        if self._thread is not None:
+            # Started: the writer's own thread writes, so a caller on an event loop never
+            # blocks on the database; it is only woken when a flush is due.
+            if self._due():
+                self._wake.set()
+            return
+        self._flush_if_due()
+
+    def _flush_if_due(self) -> None:
         if self._due() and self._flush_lock.acquire(blocking=False):
             try:
                 self._flush_locked()
@@ -504,7 +517,9 @@ class StoreWriter:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> Self:
-        """Start a daemon thread that flushes on the time trigger even when nothing is added."""
+        """Start a daemon thread that does every automatic flush (on size or time), so adding
+        observations never waits for the database; :meth:`flush` and :meth:`close` still write
+        in the caller's thread."""
         if self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(
@@ -515,8 +530,12 @@ class StoreWriter:
 
     def _run_timer(self) -> None:
         tick = max(0.05, min(self.flush_interval / 2, 1.0))
-        while not self._stop.wait(tick):
-            self._maybe_flush()
+        while not self._stop.is_set():
+            self._wake.wait(tick)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            self._flush_if_due()
 
     def close(self, *, retry_for: float = 0.0) -> bool:
         """Stop the timer thread and flush; False (and a logged error) if rows remain unwritten.
@@ -526,6 +545,7 @@ class StoreWriter:
         writes everything once the database is back.
         """
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
