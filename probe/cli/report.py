@@ -1,5 +1,6 @@
-"""`probe report --html FILE`: one self-contained HTML report (rankings, scorecards with evidence,
-charts over time) that opens without a network. Exit 2 on a bad option or an unusable store.
+"""`probe report --html FILE`: one self-contained HTML report (rankings, conformance, scorecards
+with evidence, charts over time) that opens without a network. Exit 2 on a bad option or an
+unusable store.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ def report_command(
     as_of: AsOfOption = None,
     rubric_path: RubricOption = None,
 ) -> None:
-    """Write a self-contained HTML report: rankings, scorecards with evidence, charts over time."""
+    """Write a self-contained HTML report: rankings, conformance, scorecards, charts over time."""
     from probe.score.collect import first_authorization, observation_times, score_stored
     from probe.score.inputs import subtract_months
     from probe.score.report_changes import report_changes
-    from probe.score.report_html import ReportError, history_points, render_report, score_history
+    from probe.score.report_conformance import conformance_by_payer
+    from probe.score.report_html import history_points, render_report, score_history
     from probe.store.engine import safe_url
+    from probe.store.reports import latest_check_results
 
     scoring = scoring_options(window, as_of, rubric_path)
     rubric, months, moment = scoring.rubric, scoring.window_months, scoring.as_of
@@ -43,19 +46,24 @@ def report_command(
         observed = observation_times(session, moment)
         first_auth = first_authorization(session)
         # Drift events of the window, per payer (probe.drift; docs/drift.md).
-        changes = report_changes(session, since=subtract_months(moment, months), until=moment)
+        since = subtract_months(moment, months)
+        changes = report_changes(session, since=since, until=moment)
+        # The newest verdict of each check per endpoint in the window (the Conformance section).
+        conformance = conformance_by_payer(latest_check_results(session, since=since, until=moment))
         if first_auth is not None:
             observed.append(first_auth)
         points = history_points(observed, moment)
         history_from = subtract_months(points[0], months)
         card, inputs = score_stored(session, rubric, moment, months, history_from=history_from)
     history = score_history(inputs, rubric, points, window_months=months)
-    try:
-        page = render_report(
-            card, history, generated_at=datetime.now(UTC), database=database, changes=changes
-        )
-    except ReportError as exc:
-        fail(str(exc))
+    page = render_report(
+        card,
+        history,
+        generated_at=datetime.now(UTC),
+        database=database,
+        changes=changes,
+        conformance=conformance,
+    )
     try:
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(page, encoding="utf-8")
@@ -63,7 +71,7 @@ def report_command(
         fail(f"cannot write {html}: {exc.strerror or exc}")
     Console(stderr=True, highlight=False, soft_wrap=True).print(
         Text(
-            f"wrote {html} ({len(page.encode()) / 1e6:.1f} MB): {len(card.payers)} payer(s), "
+            f"wrote {html} ({len(page.encode()) / 1024:,.0f} KiB): {len(card.payers)} payer(s), "
             f"{len(card.vendors)} vendor(s), {len(points)} point(s) in time"
         )
     )

@@ -1,8 +1,10 @@
-"""The HTML report: one self-contained file with the rankings, every payer's scorecard and charts.
+"""The HTML report: one self-contained file with the rankings, conformance, every payer's
+scorecard and charts.
 
-Everything the page needs is inside it: the CSS, the report's own script and plotly.js (read
-from the ``plotly`` package's wheel, never a CDN), so it opens without a network. The data is
-embedded once as JSON; the charts are Plotly figures built here in Python.
+Everything the page needs is inside it: the CSS, a few lines of script (expand and collapse the
+scorecards; the page reads fine without it) and the charts, drawn here as inline SVG
+(:mod:`probe.score.report_svg`), so it opens without a network and weighs little. The
+scorecard and the conformance findings are embedded once as strict JSON (no NaN or Infinity).
 
 Charts over time come from :func:`score_history`: the scorecard recomputed at earlier as-of
 points (:func:`history_points`) from the same inputs, so each point uses its own window.
@@ -32,6 +34,13 @@ from probe.models import finite_json
 from probe.score.collect import evidence_summary
 from probe.score.engine import Scorecard, score
 from probe.score.inputs import PayerInputs, as_utc, subtract_months
+from probe.score.report_conformance import (
+    ANONYMOUS_CHECK,
+    PayerConformance,
+    checks_found,
+    conformance_json,
+)
+from probe.score.report_svg import Series, line_chart, median_series
 from probe.score.results import MetricScore, PayerScore
 from probe.score.rubric import NOT_ENOUGH_DATA, Rubric
 
@@ -39,15 +48,8 @@ MAX_RUN_POINTS = 62
 """Up to this many runs in the history, the charts have one point per run; else per month."""
 MAX_HISTORY_MONTHS = 24
 """The charts go back at most this many months before the as-of date."""
-OVERVIEW_LINES = 10
-"""The overview charts draw this many payers (best ranked); the legend shows the others."""
-LAZY_CHARTS_ABOVE = 60
-"""With more payers than this, a payer's chart is drawn when its scorecard scrolls into view."""
 _SCRIPT_END = re.compile(r"</(script)", re.IGNORECASE)
-
-
-class ReportError(Exception):
-    """The report cannot be built (e.g. plotly.js is not installed)."""
+_INDENT = re.compile(r"\n[ \t]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,9 @@ class ReportPayer:
     metrics: list[dict[str, Any]]
     not_enough_data: list[str]
     changes: list[ChangeEvent] = field(default_factory=list)
+    conformance: PayerConformance | None = None
+    charts: list[tuple[str, Markup]] = field(default_factory=list)
+    trend: Markup = field(default_factory=Markup)
 
 
 # -- history ----------------------------------------------------------------------------------
@@ -154,109 +159,61 @@ def _input_number(s: PayerScore, metric_id: str, key: str) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-# -- figures ----------------------------------------------------------------------------------
+# -- charts -----------------------------------------------------------------------------------
 
 _SERIES = (
-    ("total", "Score (points)", "score"),
-    ("sync_median_s", "Sync speed (median s)", "sync"),
-    ("request_success_pct", "Request success (%)", "requests"),
+    ("total", "Score", "score", ""),
+    ("sync_median_s", "Sync speed (median)", "sync", " s"),
+    ("request_success_pct", "Request success", "requests", "%"),
 )
 
 
-def _xs(points: Sequence[HistoryPoint]) -> list[str]:
-    return [p.at.strftime("%Y-%m-%d %H:%M") for p in points]
+def _values(points: Sequence[HistoryPoint], attr: str) -> tuple[float | None, ...]:
+    return tuple(None if getattr(p, attr) is None else float(getattr(p, attr)) for p in points)
 
 
-def _mode(points: Sequence[HistoryPoint]) -> str:
-    return "lines+markers" if len(points) > 1 else "markers"
-
-
-def _best_ranked(history: Mapping[str, Sequence[HistoryPoint]], count: int) -> set[str]:
-    """The `count` payers with the best latest rank (unranked ones last)."""
-
-    def key(name: str) -> tuple[int, str]:
-        points = history[name]
-        rank = points[-1].rank if points and points[-1].rank is not None else 10**9
-        return rank, name
-
-    return set(sorted(history, key=key)[:count])
-
-
-def overview_figures(
-    history: Mapping[str, Sequence[HistoryPoint]], payer_total: int
-) -> dict[str, dict[str, Any]]:
-    """The three overview charts: score, sync speed and request success, one line per payer."""
-    figures: dict[str, dict[str, Any]] = {}
-    shown = _best_ranked(history, OVERVIEW_LINES)
-    for attr, title, key in _SERIES:
-        traces = [
-            {
-                "type": "scatter",
-                "mode": _mode(points),
-                "name": name,
-                "x": _xs(points),
-                "y": [getattr(p, attr) for p in points],
-                "connectgaps": False,
-                # The best-ranked payers are drawn; the others are one legend click away.
-                "visible": True if name in shown else "legendonly",
-            }
-            for name, points in history.items()
-        ]
-        yaxis: dict[str, Any] = {"title": {"text": title}, "rangemode": "tozero"}
+def payer_charts(
+    name: str,
+    anchor: str,
+    history: Mapping[str, Sequence[HistoryPoint]],
+    payer_total: int,
+    *,
+    scored: Iterable[str],
+    keys: Iterable[str] = ("score", "sync", "requests"),
+    prefix: str = "chart",
+) -> list[tuple[str, Markup]]:
+    """One payer's charts (of `keys`: score, sync speed, request success), each against the
+    median of the `scored` payers at the same points in time, with a caption each; ids
+    ``{prefix}-{anchor}-{key}``."""
+    points = history.get(name, ())
+    times = [p.at for p in points]
+    others = [history[n] for n in scored if n in history and len(history[n]) == len(points)]
+    wanted = set(keys)
+    charts = []
+    for attr, title, key, unit in _SERIES:
+        if key not in wanted:
+            continue
+        limit: float | None = None
         if attr == "total":
-            yaxis["range"] = [0, payer_total]
+            limit = float(payer_total)
         elif attr == "request_success_pct":
-            yaxis["range"] = [0, 100]
-        figures[f"overview-{key}"] = {
-            "data": traces,
-            "layout": {
-                "title": {"text": title + " over time", "x": 0, "xanchor": "left"},
-                "height": 340,
-                "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
-                "xaxis": {"type": "date"},
-                "yaxis": yaxis,
-                "legend": {"orientation": "h", "y": -0.25},
-                "font": {"family": "system-ui, sans-serif", "size": 12},
-            },
-        }
-    return figures
-
-
-def payer_figure(points: Sequence[HistoryPoint], payer_total: int) -> dict[str, Any]:
-    """One payer's chart: score, sync speed and request success stacked on a shared time axis."""
-    domains = ([0.7, 1.0], [0.36, 0.64], [0.0, 0.28])
-    data = []
-    layout: dict[str, Any] = {
-        "height": 420,
-        "showlegend": False,
-        "margin": {"l": 60, "r": 20, "t": 20, "b": 40},
-        "font": {"family": "system-ui, sans-serif", "size": 12},
-        "xaxis": {"type": "date", "anchor": "y3"},
-    }
-    for i, (attr, title, _key) in enumerate(_SERIES, start=1):
-        axis = "y" if i == 1 else f"y{i}"
-        data.append(
-            {
-                "type": "scatter",
-                "mode": _mode(points),
-                "name": title,
-                "x": _xs(points),
-                "y": [getattr(p, attr) for p in points],
-                "yaxis": axis,
-                "connectgaps": False,
-            }
+            limit = 100.0
+        median = median_series([_values(rows, attr) for rows in others])
+        caption = f"{title} ({unit.strip()})" if unit else f"{title} (of {payer_total})"
+        charts.append(
+            (
+                caption,
+                line_chart(
+                    f"{prefix}-{anchor}-{key}",
+                    f"{title} of {name} against the median payer",
+                    times,
+                    [Series(name, _values(points, attr)), Series("median", median, "median")],
+                    y_max=limit,
+                    unit=unit,
+                ),
+            )
         )
-        yaxis: dict[str, Any] = {
-            "domain": domains[i - 1],
-            "title": {"text": title},
-            "rangemode": "tozero",
-        }
-        if attr == "total":
-            yaxis["range"] = [0, payer_total]
-        elif attr == "request_success_pct":
-            yaxis["range"] = [0, 100]
-        layout["yaxis" if i == 1 else f"yaxis{i}"] = yaxis
-    return {"data": data, "layout": layout}
+    return charts
 
 
 # -- view model -------------------------------------------------------------------------------
@@ -332,9 +289,12 @@ def metric_view(row: MetricScore) -> dict[str, Any]:
 
 
 def build_payers(
-    card: Scorecard, changes: Mapping[str, Sequence[ChangeEvent]] | None = None
+    card: Scorecard,
+    changes: Mapping[str, Sequence[ChangeEvent]] | None = None,
+    conformance: Mapping[str, PayerConformance] | None = None,
 ) -> list[ReportPayer]:
-    """Each ranked payer's scorecard view, with its change events (none by default)."""
+    """Each ranked payer's scorecard view, with its change events and its conformance
+    findings (none by default)."""
     taken: set[str] = set()
     out = []
     for ranked in card.payers:
@@ -348,30 +308,13 @@ def build_payers(
                 metrics=[metric_view(m) for m in s.metrics],
                 not_enough_data=[m.title for m in s.metrics if m.not_enough_data],
                 changes=list(events),
+                conformance=(conformance or {}).get(s.payer),
             )
         )
     return out
 
 
 # -- rendering --------------------------------------------------------------------------------
-
-
-def plotly_js() -> str:
-    """plotly.min.js from the installed ``plotly`` package (ReportError when it is missing)."""
-    return _plotly_js()
-
-
-@cache
-def _plotly_js() -> str:
-    try:
-        source = resources.files("plotly") / "package_data" / "plotly.min.js"
-        text = source.read_text(encoding="utf-8")
-    except (ModuleNotFoundError, FileNotFoundError, OSError) as exc:
-        raise ReportError(
-            f"cannot read plotly.js from the plotly package ({exc}); install probe's "
-            "dependencies (pip install -e .)"
-        ) from None
-    return text
 
 
 def _inline_script(text: str) -> Markup:
@@ -410,6 +353,38 @@ def _version() -> str:
         return "unknown"
 
 
+_METRIC_KEYS = ("points", "input")
+REPORT_DATA_SCHEMA = "probe-report-data/1"
+
+
+def report_data(
+    card: Scorecard, conformance: Mapping[str, PayerConformance] | None = None
+) -> dict[str, Any]:
+    """The figures the page shows, for tools that read the page: per payer its rank, points per
+    category and metric (raw inputs included; an indefinite duration is ``months: null,
+    indefinite: true``), and its conformance findings. Evidence pointers are left out (``probe
+    score --format json`` has them)."""
+    scorecard = card.to_json()
+    payers = []
+    for row in scorecard["payers"]:
+        payers.append(
+            {
+                **{k: v for k, v in row.items() if k not in ("metrics", "categories")},
+                "categories": {c["id"]: c["points"] for c in row["categories"]},
+                "metrics": {
+                    m["metric"]: {k: m[k] for k in _METRIC_KEYS if k in m} for m in row["metrics"]
+                },
+            }
+        )
+    return {
+        "schema": REPORT_DATA_SCHEMA,
+        **{k: v for k, v in scorecard.items() if k not in ("payers", "vendors")},
+        "payers": payers,
+        "vendors": scorecard["vendors"],
+        "conformance": conformance_json(conformance or {}),
+    }
+
+
 def render_report(
     card: Scorecard,
     history: Mapping[str, Sequence[HistoryPoint]],
@@ -417,31 +392,45 @@ def render_report(
     generated_at: datetime,
     database: str = "",
     changes: Mapping[str, Sequence[ChangeEvent]] | None = None,
+    conformance: Mapping[str, PayerConformance] | None = None,
 ) -> str:
-    """The whole report as one HTML document (no external resources)."""
-    payers = build_payers(card, changes)
-    figures = overview_figures(history, card.payer_total)
+    """The whole report as one HTML document (no external resources, no NaN in its JSON)."""
+    conformance = conformance or {}
+    payers = build_payers(card, changes, conformance)
+    scored = [p.score.payer for p in payers]
     for payer in payers:
-        figures[f"chart-{payer.anchor}"] = payer_figure(
-            history.get(payer.score.payer, ()), card.payer_total
+        payer.charts = payer_charts(
+            payer.score.payer, payer.anchor, history, card.payer_total, scored=scored
         )
-    data = {
-        "figures": figures,
-        "lazy": len(payers) > LAZY_CHARTS_ABOVE,
-        "scorecard": card.to_json(),
-    }
+        payer.trend = payer_charts(
+            payer.score.payer,
+            payer.anchor,
+            history,
+            card.payer_total,
+            scored=scored,
+            keys=("score",),
+            prefix="trend",
+        )[0][1]
+    anchors = {p.score.payer: p.anchor for p in payers}
+    data = report_data(card, conformance)
     template = _environment().get_template("report.html.j2")
-    return template.render(
+    page = template.render(
         card=card,
         payers=payers,
         vendors=card.vendors,
+        conformance=list(conformance.values()),
+        anchors=anchors,
+        checks_found=checks_found(conformance.values()),
+        score_ranks={p.score.payer: p.rank for p in payers},
         history_points=len(next(iter(history.values()), ())),
         generated_at=as_utc(generated_at),
         database=database,
         version=_version(),
         css=Markup(_asset("report.css")),  # noqa: S704
         script=_inline_script(_asset("report.js")),
-        plotly=_inline_script(plotly_js()),
         data=_json_for_html(data),
         not_enough_data=NOT_ENOUGH_DATA,
+        anonymous_check=ANONYMOUS_CHECK,
     )
+    # The templates' indentation is for their readers; HTML collapses it anyway.
+    return _INDENT.sub("\n", page)

@@ -1,12 +1,29 @@
-"""Saving one discovery report (`probe check --save`) as a run of its own."""
+"""Saving one discovery report (`probe check --save`) as a run of its own, and reading back the
+newest check verdicts per endpoint (the HTML report's conformance section)."""
 
 from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from probe.directory.schema import Environment
 from probe.models import Report
 from probe.store.handle import Store
 from probe.store.runs import register_targets
-from probe.store.tables import RunKind, RunStatus, TargetStatus
+from probe.store.tables import (
+    CheckResultRow,
+    EndpointRow,
+    PayerRow,
+    ProbeRunRow,
+    RunKind,
+    RunStatus,
+    TargetStatus,
+)
 
 
 def save_report(
@@ -30,3 +47,101 @@ def save_report(
         writer.mark_target(endpoint_id, TargetStatus.DONE)
     store.finish_run(run_id, RunStatus.COMPLETED)
     return run_id
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheck:
+    """One endpoint's newest stored verdict of one check, with where and when it was observed."""
+
+    id: int
+    run_id: int
+    payer: str
+    endpoint_id: int
+    environment: str
+    base_url: str
+    check_id: str
+    status: str
+    severity: str
+    message: str
+    evidence: dict[str, Any]
+    observed_at: datetime
+
+
+def latest_check_results(
+    session: Session,
+    *,
+    since: datetime,
+    until: datetime,
+    run_kinds: Collection[str] = (RunKind.NIGHTLY, RunKind.CHECK, RunKind.SYNC),
+) -> list[StoredCheck]:
+    """Per endpoint and check, the newest verdict observed in ``[since, until]`` by a run of
+    one of `run_kinds` (prerelease runs test probe itself); ordered by payer, endpoint, check."""
+    ranked = (
+        select(
+            CheckResultRow.id.label("id"),
+            func.row_number()
+            .over(
+                partition_by=(CheckResultRow.endpoint_id, CheckResultRow.check_id),
+                order_by=(CheckResultRow.observed_at.desc(), CheckResultRow.id.desc()),
+            )
+            .label("newest"),
+        )
+        .join(ProbeRunRow, ProbeRunRow.id == CheckResultRow.run_id)
+        .where(
+            CheckResultRow.observed_at >= since,
+            CheckResultRow.observed_at <= until,
+            ProbeRunRow.kind.in_([str(k) for k in run_kinds]),
+        )
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            CheckResultRow.id,
+            CheckResultRow.run_id,
+            PayerRow.name,
+            EndpointRow.id,
+            EndpointRow.environment,
+            EndpointRow.base_url,
+            CheckResultRow.check_id,
+            CheckResultRow.status,
+            CheckResultRow.severity,
+            CheckResultRow.message,
+            CheckResultRow.evidence,
+            CheckResultRow.observed_at,
+        )
+        .join(ranked, ranked.c.id == CheckResultRow.id)
+        .join(EndpointRow, EndpointRow.id == CheckResultRow.endpoint_id)
+        .join(PayerRow, PayerRow.id == EndpointRow.payer_id)
+        .where(ranked.c.newest == 1)
+        .order_by(PayerRow.name, EndpointRow.environment, EndpointRow.id, CheckResultRow.check_id)
+    ).all()
+    return [
+        StoredCheck(
+            row_id,
+            run_id,
+            payer,
+            endpoint_id,
+            environment,
+            base_url,
+            check_id,
+            status,
+            severity,
+            message,
+            evidence if isinstance(evidence, dict) else {},
+            observed_at,
+        )
+        for (
+            row_id,
+            run_id,
+            payer,
+            endpoint_id,
+            environment,
+            base_url,
+            check_id,
+            status,
+            severity,
+            message,
+            evidence,
+            observed_at,
+        ) in rows
+    ]

@@ -1,40 +1,29 @@
-// Draws the report's Plotly charts from the JSON embedded in #report-data. No network access.
+// Scorecards are <details>: open the one a link points at, and expand or collapse them all.
+// The page reads the same without this script; it makes no network request.
 (function () {
   "use strict";
-  var data = JSON.parse(document.getElementById("report-data").textContent);
-  var config = { displaylogo: false, responsive: true, showLink: false, showSendToCloud: false };
-  var drawn = {};
-
-  function draw(id) {
-    var figure = data.figures[id];
-    var element = document.getElementById(id);
-    if (drawn[id] || !figure || !element || typeof Plotly === "undefined") {
-      return;
+  function openTarget() {
+    var id = decodeURIComponent(window.location.hash.slice(1));
+    var element = id ? document.getElementById(id) : null;
+    if (element && element.tagName === "DETAILS" && !element.open) {
+      element.open = true;
+      element.scrollIntoView();
     }
-    drawn[id] = true;
-    Plotly.newPlot(element, figure.data, figure.layout, config);
   }
-
-  var ids = Object.keys(data.figures);
-  var lazy = data.lazy && typeof IntersectionObserver !== "undefined";
-  if (!lazy) {
-    ids.forEach(draw);
+  window.addEventListener("hashchange", openTarget);
+  openTarget();
+  var controls = document.querySelector(".controls");
+  if (!controls) {
     return;
   }
-  var observer = new IntersectionObserver(function (entries) {
-    entries.forEach(function (entry) {
-      if (entry.isIntersecting) {
-        draw(entry.target.id);
-        observer.unobserve(entry.target);
-      }
-    });
-  }, { rootMargin: "400px" });
-  ids.forEach(function (id) {
-    var element = document.getElementById(id);
-    if (element && id.indexOf("overview-") === 0) {
-      draw(id);
-    } else if (element) {
-      observer.observe(element);
+  controls.hidden = false;
+  controls.addEventListener("click", function (event) {
+    var wanted = event.target.getAttribute && event.target.getAttribute("data-details");
+    if (!wanted) {
+      return;
     }
+    document.querySelectorAll("details.scorecard").forEach(function (details) {
+      details.open = wanted === "open";
+    });
   });
 })();

@@ -328,5 +328,5 @@ def test_exemplary_outranks_every_broken_payer(
     assert report.exit_code == 0, report.output
     dom, requests = render_in_chromium(html, tmp_path)
     assert requests == []
-    assert dom.count("js-plotly-plot") >= 3 + len(FLEET)
+    assert dom.count('<svg class="chart"') == 4 * len(FLEET)  # a trend and 3 scorecard charts
     assert "Exemplary Health" in dom and "Sandbox Only Plan" in dom

@@ -1,8 +1,9 @@
 """The HTML report: history points, score history, a self-contained page, and Chromium renders it.
 
 The Chromium test opens the written file headless with the network cut off (every host name
-resolves to nothing) and a net log, and checks the Plotly charts are in the rendered DOM and that
-the page asked for nothing over the network.
+resolves to nothing) and a net log, and checks the SVG charts are in the rendered DOM and that
+the page asked for nothing over the network. tests/integration/test_report_browser.py opens the
+demo's own report with Playwright and fails on any page or console error.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 from probe.score.engine import score
 from probe.score.inputs import AuthCounts, RateInput
+from probe.score.report_conformance import conformance_by_payer
 from probe.score.report_html import (
     MAX_RUN_POINTS,
     ChangeEvent,
@@ -29,6 +31,7 @@ from probe.score.report_html import (
     score_history,
 )
 from probe.score.rubric import default_rubric
+from probe.store.reports import StoredCheck
 from tests.score.builders import payer
 
 AS_OF = datetime(2025, 5, 20, 12, tzinfo=UTC)
@@ -142,46 +145,83 @@ def _render(changes: dict[str, list[ChangeEvent]] | None = None) -> tuple[str, A
     return page, card
 
 
+def report_json(page: str) -> Any:
+    """The page's embedded data, parsed as strictly as a browser does (no NaN, no Infinity)."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    found = re.search(
+        r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S
+    )
+    assert found is not None
+    return json.loads(found.group(1), parse_constant=refuse)
+
+
+CHART_IDS = {
+    "trend-payer-good-health-co-score",
+    "trend-payer-poor-plan-score",
+    *(
+        f"chart-payer-{slug}-{key}"
+        for slug in ("good-health-co", "poor-plan")
+        for key in ("score", "sync", "requests")
+    ),
+}
+
+
 def test_page_is_self_contained_and_complete() -> None:
     page, card = _render()
     parser = _Resources()
     parser.feed(page)
     assert parser.fetching == []  # no script src, no stylesheet link, no image
     assert "link" not in parser.tags and "img" not in parser.tags and "iframe" not in parser.tags
-    # Outside the inline scripts (plotly.js holds URLs in strings it never fetches here).
-    markup = re.sub(r"<script\b[^>]*>.*?</script>", "", page, flags=re.S)
-    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", markup)
-    assert "@import" not in markup and not re.search(r"url\(\s*['\"]?(https?:)?//", markup)
-    assert "plotly.js v" in page  # the library itself is inline
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "@import" not in page and not re.search(r"url\(", page)
+    assert "plotly" not in page.lower()  # the charts are inline SVG, drawn at build time
     # Markup in payer names is escaped everywhere, in the HTML and in the embedded JSON.
     assert "Good &lt;Health&gt; &amp; Co" in page and "Good <Health>" not in page
-    data = json.loads(
-        re.search(
-            r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S
-        ).group(1)
-    )  # type: ignore[union-attr]
-    assert set(data["figures"]) == {
-        "overview-score",
-        "overview-sync",
-        "overview-requests",
-        "chart-payer-good-health-co",
-        "chart-payer-poor-plan",
-    }
-    for figure_id in data["figures"]:
-        assert f'id="{figure_id}"' in page
-    assert data["scorecard"]["payers"][0]["payer"] == "Good <Health> & Co"
-    score_trace = data["figures"]["overview-score"]["data"][0]
-    assert score_trace["name"] == "Good <Health> & Co" and len(score_trace["x"]) == 3
+    data = report_json(page)
+    assert data["schema"] == "probe-report-data/1"
+    assert data["payers"][0]["payer"] == "Good <Health> & Co"
+    assert data["payers"][0]["metrics"]["request_success"]["points"] == 10
+    # Every chart is an accessible SVG: an id, a title and a description naming the payer.
+    charts = dict(re.findall(r'<svg class="chart" id="([^"]+)"[^>]*data-points="(\d+)"', page))
+    assert set(charts) == CHART_IDS
+    assert int(charts["chart-payer-good-health-co-score"]) == 6  # 3 points, payer and median
+    assert "Good &lt;Health&gt; &amp; Co: from 4 s to 2 s." in page  # the sync median in words
     # Rankings, the vendor table, the 63-vs-70 note, exclusions and "not enough data".
-    assert "Payer ranking" in page and "Vendor ranking" in page
+    assert "Payer ranking" in page and "Vendor ranking" in page and "Conformance" in page
     assert card.vendor_total_discrepancy and card.vendor_total_discrepancy in page
     assert "the vendor metrics add up to 63" in page
     assert "Tiny Plan" in page and "fewer than 500" in page
     assert "Not enough data" in page
+    # Scorecards are collapsed <details>; no emoji is used as a marker.
+    assert page.count('<details class="scorecard"') == 2
+    assert not re.search("[\U0001f300-\U0001faff\u2600-\u27bf]", page)
     # Evidence behind the points: runs, failed requests, checks.
     assert "1 failed request (9)" in page
-    assert "run:4 check:7" in page
+    assert "1 run (4); 1 check result (7)" in page
     assert "No changes recorded." in page
+    # No check result was given: the conformance section says so.
+    assert "No check results were stored in the window." in page
+
+
+def test_indefinite_durations_are_strict_json() -> None:
+    """`inactive_member_access_months: .inf` (the demo's Blue Meadow) is null plus a flag."""
+    from probe.directory.schema import EndpointFacts
+
+    inputs = [
+        payer("Forever Plan", facts=EndpointFacts(inactive_member_access_months=float("inf"))),
+        payer("Two Year Plan", facts=EndpointFacts(inactive_member_access_months=24)),
+    ]
+    card = score(inputs, default_rubric(), as_of=AS_OF)
+    history = score_history(inputs, default_rubric(), [AS_OF])
+    page = render_report(card, history, generated_at=AS_OF)
+    assert "Infinity" not in page and "NaN" not in page
+    data = report_json(page)
+    forever = next(p for p in data["payers"] if p["payer"] == "Forever Plan")
+    months = forever["metrics"]["inactive_member_access"]["input"]
+    assert months["months"] is None and months["indefinite"] is True
 
 
 def test_changes_section_lists_drift_events() -> None:
@@ -273,18 +313,10 @@ def test_chromium_draws_every_chart_without_network(tmp_path: Path) -> None:
     html.write_text(page, encoding="utf-8")
     dom, requests = render_in_chromium(html, tmp_path)
     assert requests == []
-    # Plotly turned each of the five chart divs into a plot with SVG layers.
-    plots = re.findall(r'<div class="[^"]*\bjs-plotly-plot\b[^"]*" id="([^"]+)"', dom)
-    assert sorted(plots) == sorted(
-        [
-            "overview-score",
-            "overview-sync",
-            "overview-requests",
-            "chart-payer-good-health-co",
-            "chart-payer-poor-plan",
-        ]
-    )
-    assert dom.count('<svg class="main-svg"') >= 5
+    # Every chart is in the rendered DOM with its lines and points.
+    charts = re.findall(r'<svg class="chart" id="([^"]+)"', dom)
+    assert set(charts) == CHART_IDS
+    assert dom.count("<path") >= 2 * len(CHART_IDS) - 2  # Poor Plan's requests: one point
     assert "Good &lt;Health&gt; &amp; Co" in dom
 
 
@@ -300,14 +332,86 @@ def test_net_log_check_catches_a_page_that_fetches(tmp_path: Path) -> None:
     assert requests == ["http://report-test.invalid/pixel.png"]
 
 
-def test_overview_draws_the_ten_best_ranked_payers() -> None:
-    from probe.score.report_html import HistoryPoint, overview_figures
+def test_median_series_and_gaps() -> None:
+    from probe.score.report_svg import Series, line_chart, median_series
 
-    history = {
-        f"Payer {i:02d}": [HistoryPoint(AS_OF, 100 - i, i + 1 if i < 11 else None, None, None)]
-        for i in range(12)
-    }
-    traces = overview_figures(history, 100)["overview-score"]["data"]
-    visible = [t["name"] for t in traces if t["visible"] is True]
-    assert visible == [f"Payer {i:02d}" for i in range(10)]
-    assert {t["visible"] for t in traces if t["name"] in ("Payer 10", "Payer 11")} == {"legendonly"}
+    assert median_series([(1.0, None, 3.0), (3.0, None, None), (5.0, None, 4.0)]) == (
+        3.0,
+        None,
+        3.5,
+    )
+    times = [AS_OF - timedelta(days=d) for d in (3, 2, 1, 0)]
+    chart = line_chart(
+        "c", "Score <x>", times, [Series("P & Q", (1.0, None, 2.0, 3.0))], y_max=10.0
+    )
+    # A None breaks the line: one dot, then a segment of two.
+    assert chart.count("<path") == 1 and chart.count("<circle") == 3
+    assert "<title>Score &lt;x&gt;</title>" in chart
+    assert "P &amp; Q: from 1 to 3." in chart
+
+
+def test_report_stays_small_with_many_payers_and_a_long_history() -> None:
+    """74 payers (as many as the curated directory) with 62 nightly runs and six failed or
+    warned checks each: the page stays within 2 MiB."""
+    from probe.score.inputs import Sample
+
+    names = [f"Payer {i:03d}" for i in range(74)]
+    runs = [_at(d) for d in range(62, 0, -1)]
+    inputs = [
+        payer(
+            name,
+            vendor=f"Vendor {i % 7}",
+            requests=tuple(
+                Sample(at, RateInput(90 + i % 10, 100), (f"run:{n}", f"request:{n * 100 + i}"))
+                for n, at in enumerate(runs)
+            ),
+            sync_durations_s=tuple(
+                Sample(at, 1.0 + (n % 5), (f"sync_job:{n}",)) for n, at in enumerate(runs)
+            ),
+        )
+        for i, name in enumerate(names)
+    ]
+    rubric = default_rubric()
+    card = score(inputs, rubric, as_of=AS_OF)
+    points = history_points(runs, AS_OF)
+    assert len(points) == 63
+    history = score_history(inputs, rubric, points)
+    conformance = conformance_by_payer(
+        StoredCheck(
+            id=n,
+            run_id=62,
+            payer=name,
+            endpoint_id=i,
+            environment="production",
+            base_url=f"https://fhir.payer{i}.example/r4",
+            check_id=check_id,
+            status=status,
+            severity=severity,
+            message=f"{check_id} {status}: the server answered with something else entirely",
+            evidence={
+                "url": f"https://fhir.payer{i}.example/r4/metadata",
+                "http_status": 200,
+                "content_type": "application/fhir+json",
+                "pointer": "/fhirVersion",
+                "expected": "4.0.1",
+                "actual": "3.0.2",
+            },
+            observed_at=runs[-1],
+        )
+        for i, name in enumerate(names)
+        for n, (check_id, severity, status) in enumerate(
+            [
+                ("metadata.fhir_version", "required", "fail"),
+                ("smart.pkce_s256", "required", "fail"),
+                ("portal.tls_valid", "recommended", "fail"),
+                ("metadata.patient_everything", "recommended", "fail"),
+                ("smart.recommended_fields", "recommended", "warn"),
+                ("metadata.json_format", "required", "warn"),
+            ],
+            start=i * 10,
+        )
+    )
+    page = render_report(card, history, generated_at=AS_OF, conformance=conformance)
+    assert len(page.encode()) <= 2 * 1024 * 1024, len(page.encode())
+    assert page.count('<details class="scorecard"') == 74
+    assert page.count('<tr class="required-failure">') == 2 * 74
