@@ -221,6 +221,8 @@ def prerelease_command(
         gates = tuple(FailOn(v.lower()) for v in fail_on or [])
     except ValueError:
         fail(f"--fail-on takes breaking, notable or required, not {fail_on!r}")
+    if any(not p.strip() for p in patient or []):
+        fail("--patient needs a test patient's FHIR id, not an empty string")
     if label is not None and len(patient or []) > 1:
         fail("--label names a single --patient; with several, their ids are the labels")
     for path, option in ((html, "--html"), (markdown, "--markdown"), (junit, "--junit")):

@@ -56,6 +56,13 @@ class NotTested:
         }
 
 
+def _in_this_run(comment: str) -> str:
+    """A no-data comment of the rubric engine, which speaks of a window, said of one run."""
+    if not comment:
+        return "no data in this run"
+    return comment.replace(" in the window", " in this run")
+
+
 @dataclass(slots=True)
 class PrereleaseResult:
     """Everything one prerelease produced: observations, changes, score, gate."""
@@ -83,7 +90,7 @@ class PrereleaseResult:
                 f"metric:{m.metric_id}",
                 m.title,
                 m.max_points,
-                m.comment or "no data in this run",
+                _in_this_run(m.comment),
             )
             for m in self.score.no_data
         ]

@@ -229,6 +229,7 @@ def test_probe_prerelease_against_a_stored_nightly_run(tmp_path: Path) -> None:
             "choose one credential kind",
         ),
         (["https://s.example/fhir", "--format", "yaml"], "--format must be table, json or sarif"),
+        (["https://s.example/fhir", "--patient", " "], "--patient needs a test patient's FHIR id"),
     ],
 )
 def test_bad_usage_exits_2_without_traceback(args: list[str], message: str) -> None:
