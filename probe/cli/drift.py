@@ -97,7 +97,7 @@ def events_table(events: Sequence[DriftEvent], title: str = "drift events") -> T
     table.add_column("payer", min_width=10)
     table.add_column("endpoint", overflow="fold", min_width=20)
     table.add_column("kind", no_wrap=True)
-    table.add_column("change", overflow="fold", min_width=14)
+    table.add_column("change", no_wrap=True)  # an identifier: never broken
     table.add_column("before → after", overflow="fold", min_width=20)
     table.add_column("reason", overflow="fold", min_width=16)
     for e in events:

@@ -115,17 +115,21 @@ def reporter_for(console: Console) -> LogReporter | RichReporter:
     return LogReporter()
 
 
+#: The summary table's columns a narrow screen gives up, least useful first.
+SUMMARY_DROPS = ("base URL", "sync", "warn")
+
+
 def summary_table(outcomes: Sequence[TargetOutcome]) -> Table:
-    """The end-of-run table: one row per target, sorted by payer."""
+    """The end-of-run table: one row per target, sorted by payer (columns: SUMMARY_DROPS)."""
     table = Table(title="crawl summary")
-    table.add_column("payer")
+    table.add_column("payer", min_width=16)
     table.add_column("env")
-    table.add_column("base URL", overflow="fold")
+    table.add_column("base URL", overflow="fold", min_width=24)
     table.add_column("pass", justify="right")
     table.add_column("fail", justify="right")
     table.add_column("warn", justify="right")
-    table.add_column("required failures", overflow="fold")
-    table.add_column("sync", overflow="fold")
+    table.add_column("required failures", overflow="fold", min_width=22)
+    table.add_column("sync", overflow="fold", min_width=16)
     for o in sorted(outcomes, key=lambda o: (o.target.payer.name, str(o.target.environment))):
         counts = o.status_counts()
         syncs = ", ".join(

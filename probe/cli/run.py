@@ -14,11 +14,11 @@ from rich.console import Console
 
 from probe.cli import options_bounds as bounds
 from probe.cli.options import CaBundleOption, DbOption, TokenStoreOption
-from probe.cli.progress import reporter_for, summary_table
+from probe.cli.progress import SUMMARY_DROPS, reporter_for, summary_table
 from probe.cli.reading import NOTHING_TO_RESUME, resumable_run
 from probe.cli.safe_text import line as text_line
 from probe.cli.safe_text import safe
-from probe.cli.width import output_console
+from probe.cli.width import fit_columns, output_console
 from probe.http.redact import redact_url
 
 EXIT_LOCKED = 3
@@ -192,7 +192,7 @@ def run_command(
     except (StoreError, SQLAlchemyError) as exc:
         err.print(f"error: the store failed: {exc}", markup=False)
         raise typer.Exit(EXIT_STORE) from None
-    console.print(summary_table(summary.outcomes))
+    console.print(fit_columns(summary_table(summary.outcomes), console.width, SUMMARY_DROPS))
     console.print(
         f"run {summary.run_id} {summary.status}: {len(summary.outcomes)} probed"
         + (f", {summary.skipped_done} already done" if summary.resumed else ""),
