@@ -19,10 +19,13 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def _close(node: Any) -> None:
-    """Close every object schema that declares properties (``additionalProperties: false``)."""
+    """Close every object schema that declares properties (``additionalProperties: false``);
+    descriptions lose the docstrings' reStructuredText double backquotes."""
     if isinstance(node, dict):
         if node.get("type") == "object" and "properties" in node:
             node.setdefault("additionalProperties", False)
+        if isinstance(node.get("description"), str):
+            node["description"] = node["description"].replace("``", "`")
         for value in node.values():
             _close(value)
     elif isinstance(node, list):
@@ -50,7 +53,7 @@ def generate_schema(name: str) -> dict[str, Any]:
     schema: dict[str, Any] = TypeAdapter(shape).json_schema(mode="serialization")
     _close(schema)
     schema["properties"]["schema_version"] = _version_property(name)
-    doc = (shape.__doc__ or "").strip()
+    doc = (shape.__doc__ or "").strip().replace("``", "`")
     return {
         "$schema": DRAFT,
         "$id": schema_id(name),

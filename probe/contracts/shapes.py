@@ -16,8 +16,9 @@ a metric's ``input``; any other non-finite number is written as null.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from pydantic import Field
 from typing_extensions import TypedDict
 
 Severity = Literal["required", "recommended", "informational"]
@@ -174,7 +175,16 @@ class MetricJson(TypedDict):
     max_points: int
     outcome: str
     outcome_label: str
-    input: Any
+    input: Annotated[
+        Any,
+        Field(
+            description=(
+                "The metric's input as resolved from the window (its shape is the metric's). "
+                "Strict JSON: an indefinite duration is never Infinity; inactive_member_access "
+                'configured as .inf is {"months": null, "indefinite": true, ...}.'
+            )
+        ),
+    ]
     expected: str
     comment: str
     reference: str

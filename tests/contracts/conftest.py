@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from probe.cli.app import app
 from probe.contracts.versions import schema_path
+from probe.directory.schema import Directory, EndpointFacts
 from probe.fleet.app import Fleet
 from probe.fleet.changes import PayerChange
 from probe.fleet.config import parse_fleet_config
@@ -100,12 +101,32 @@ def live_fleet() -> Iterator[Fleet]:
     thread.join(30)
 
 
+def _indefinite_access(directory: Directory) -> Directory:
+    """Every endpoint configured with member data available indefinitely (YAML ``.inf``)."""
+    facts = EndpointFacts(inactive_member_access_months=float("inf"))
+    payers = [
+        p.model_copy(
+            update={"endpoints": [e.model_copy(update={"facts": facts}) for e in p.endpoints]}
+        )
+        for p in directory.payers
+    ]
+    return directory.model_copy(update={"payers": payers})
+
+
 @pytest.fixture(scope="module")
 def stored_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """A SQLite database with two nightly crawls and a drift event; (URL, a base URL in it)."""
+    """A SQLite database with two nightly crawls and a drift event; (URL, a base URL in it).
+
+    Every payer's inactive-member access is configured as indefinite (``.inf``), the value
+    that made ``probe score --format json`` print ``Infinity``.
+    """
     tmp = tmp_path_factory.mktemp("stored")
     url = f"sqlite:///{tmp / 'probe.db'}"
-    with open_store(url) as store:
+    directory = Fleet.directory
+    with pytest.MonkeyPatch.context() as patch, open_store(url) as store:
+        patch.setattr(
+            Fleet, "directory", lambda self, *a, **k: _indefinite_access(directory(self, *a, **k))
+        )
         crawl_fleet(store, tmp, STORED_PAYERS, page_size=5)
         crawl_fleet(
             store,

@@ -126,6 +126,14 @@ def test_score_history_and_drift_json_validate(stored_db: tuple[str, str]) -> No
     score = strict_loads(out)
     contract_validator("score").validate(score)
     assert score["payers"] and score["payers"][0]["metrics"]
+    # Configured `.inf`: null plus a flag, never Infinity (strict_loads refuses it).
+    inactive = [
+        m["input"]
+        for p in score["payers"]
+        for m in p["metrics"]
+        if m["metric"] == "inactive_member_access"
+    ]
+    assert inactive and all(i["months"] is None and i["indefinite"] is True for i in inactive)
 
     code, out, err = run_cli(
         ["history", base, "--db", url, "--format", "json", "--check", "metadata.reachable"]
