@@ -209,7 +209,9 @@ class Crawler:
         )
 
     async def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+        # The writer is started: adding only buffers rows, its own thread writes them, so the
+        # loop calls it directly (a worker-thread hop per observation cost more than the add).
+        fn(*args, **kwargs)
 
     async def probe(self, target: Target, endpoint_id: int) -> TargetOutcome:
         """Discovery, portal and syncs for one target within the endpoint deadline.
