@@ -8,7 +8,8 @@ requirement it verifies (from the check catalog of this probe version).
 
 A payer's *required failures* are the failed required checks of its production endpoints; its
 sandboxes are listed, never counted. A failed ``auth.anonymous_refused`` on production means the
-payer serves member data without a token: the report says so wherever the payer appears.
+payer serves member data without a token: the report says so wherever the payer appears, and
+the conformance ranking puts such payers last.
 """
 
 from __future__ import annotations
@@ -196,8 +197,9 @@ def _finding_key(f: Finding) -> tuple[int, int, int, str, str]:
 
 
 def conformance_by_payer(rows: Iterable[StoredCheck]) -> dict[str, PayerConformance]:
-    """Each payer's conformance from its newest verdicts, ranked: fewest required failures
-    first, then fewest other failures, then fewest warnings (ties share a rank)."""
+    """Each payer's conformance from its newest verdicts, ranked: payers that serve member data
+    without a token last, then fewest required failures first, then fewest other failures, then
+    fewest warnings (ties share a rank)."""
     out: dict[str, PayerConformance] = defaultdict(lambda: PayerConformance(""))
     for row in rows:
         entry = out[row.payer]
@@ -211,7 +213,7 @@ def conformance_by_payer(rows: Iterable[StoredCheck]) -> dict[str, PayerConforma
     for entry in out.values():
         entry.findings.sort(key=_finding_key)
     ordered = sorted(out.values(), key=lambda c: (*_standing(c), c.payer.casefold()))
-    previous: tuple[int, int, int] | None = None
+    previous: tuple[int, int, int, int] | None = None
     for position, entry in enumerate(ordered, start=1):
         standing = _standing(entry)
         entry.rank = position if standing != previous else ordered[position - 2].rank
@@ -219,8 +221,13 @@ def conformance_by_payer(rows: Iterable[StoredCheck]) -> dict[str, PayerConforma
     return {entry.payer: entry for entry in ordered}
 
 
-def _standing(entry: PayerConformance) -> tuple[int, int, int]:
-    return len(entry.required_failures), len(entry.other_failures), len(entry.warnings)
+def _standing(entry: PayerConformance) -> tuple[int, int, int, int]:
+    return (
+        int(entry.serves_data_without_token),
+        len(entry.required_failures),
+        len(entry.other_failures),
+        len(entry.warnings),
+    )
 
 
 def conformance_json(conformance: Mapping[str, PayerConformance]) -> list[dict[str, Any]]:
