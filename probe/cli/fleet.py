@@ -43,6 +43,20 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def refuse_to_overwrite(path: Path, force: bool) -> None:
+    """Exit 2 when `path` is a folder, or a file `probe fleet serve` did not write (a curated
+    endpoints.yaml, say) and `force` is not given."""
+    from probe.fleet.catalog import fleet_generated
+
+    if path.is_dir():
+        fail(f"{path} is a directory; give a file name")
+    if path.exists() and not force and not fleet_generated(path):
+        fail(
+            f"{path} exists and was not written by probe fleet serve; not overwriting it "
+            "(choose another name, e.g. fleet.yaml, or pass --force)"
+        )
+
+
 @fleet_app.command("serve")
 def serve(
     config: Annotated[
@@ -66,17 +80,23 @@ def serve(
         Path | None,
         typer.Option(
             "--secrets-out",
-            help="Write the secrets file here (mode 0600; default: beside the directory).",
+            help="Write the secrets file here (mode 0600; default: NAME.secrets.yaml beside the "
+            "directory).",
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Overwrite a directory or secrets file the fleet did not write."
+        ),
+    ] = False,
 ) -> None:
     """Serve the fleet until Ctrl-C/SIGTERM; write its directory once it is listening."""
     require_fleet_extra()
     import anyio
 
-    from probe.directory.schema import dump_directory
     from probe.fleet.app import Fleet
-    from probe.fleet.catalog import write_secrets
+    from probe.fleet.catalog import directory_text, write_secrets
     from probe.fleet.config import FleetConfigError, default_config, load_fleet_config
     from probe.fleet.serve import bind_fleet, serve_forever, with_hosts
 
@@ -89,19 +109,22 @@ def serve(
     except ValueError as exc:
         typer.echo(f"fleet config: {exc}", err=True)
         raise typer.Exit(2) from None
+    if secrets_out is None and directory_out is not None:
+        secrets_out = directory_out.with_name(directory_out.stem + ".secrets.yaml")
+    for path in (directory_out, secrets_out):
+        if path is not None:
+            refuse_to_overwrite(path, force)
     try:
         chosen, sockets = bind_fleet(fleet_config, port or None)
     except OSError as exc:
         typer.echo(f"cannot listen: {exc}", err=True)
         raise typer.Exit(2) from None
     fleet = Fleet(fleet_config, port=chosen)
-    if secrets_out is None and directory_out is not None:
-        secrets_out = directory_out.with_name(directory_out.stem + ".secrets.yaml")
     secrets_file: str | None = None
     if secrets_out is not None:
         write_secrets(secrets_out, fleet.secrets())
         secrets_file = str(secrets_out.resolve())
-    text = dump_directory(fleet.directory(secrets_file))
+    text = directory_text(fleet.directory(secrets_file))
 
     def ready() -> None:
         if directory_out is not None:
