@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from probe.checks.observation import verdict
 from probe.checks.transport import transport_failure
@@ -77,14 +79,39 @@ def check_reachable(obs: PortalObservation) -> CheckResult:
     return verdict(REACHABLE, Status.PASS, f"HTTP {ex.status} at {ex.final_url or ex.url}", obs)
 
 
+def loopback_host(url: str) -> str | None:
+    """The host of `url` when it is a loopback address (127.0.0.0/8, ::1, localhost), else None."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return None
+    if host == "localhost" or host.endswith(".localhost"):
+        return host
+    try:
+        return host if ipaddress.ip_address(host).is_loopback else None
+    except ValueError:
+        return None
+
+
 def check_tls_valid(obs: PortalObservation) -> CheckResult:
-    """portal.tls_valid: the final URL is https and the TLS handshake verified."""
+    """portal.tls_valid: the final URL is https and the TLS handshake verified; not applicable
+    (skip) to a plain-HTTP portal on a loopback address, such as the simulated fleet's."""
     ex = obs.exchange
     if ex.error_class == "tls":
         return verdict(TLS_VALID, Status.FAIL, transport_failure(ex), obs)
     if ex.status is None:
         return verdict(TLS_VALID, Status.SKIP, "skipped: no response", obs)
     final = ex.final_url or ex.url
+    loopback = loopback_host(final)
+    if not final.startswith("https://") and loopback is not None:
+        return verdict(
+            TLS_VALID,
+            Status.SKIP,
+            f"not applicable: the portal is on a loopback address ({loopback}), where TLS says "
+            "nothing about a payer's public site",
+            obs,
+            not_applicable="loopback",
+        )
     if not final.startswith("https://"):
         return verdict(TLS_VALID, Status.FAIL, f"served over plain HTTP ({final})", obs)
     return verdict(TLS_VALID, Status.PASS, "HTTPS with a verified certificate", obs)

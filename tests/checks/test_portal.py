@@ -135,3 +135,34 @@ def test_redirect_loop(hops: int) -> None:
         and "redirect loop" in results["portal.reachable"].message
     )
     assert counter["n"] == hops
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.2:8791/payers/acme/developers", "http://localhost:8080/dev", "http://[::1]/"],
+)
+def test_plain_http_on_loopback_is_not_applicable(url: str) -> None:
+    """The simulated fleet's portals live on loopback, where TLS says nothing about a payer."""
+    results = portal(html(GOOD), url=url)
+    tls = results["portal.tls_valid"]
+    assert tls.status is Status.SKIP
+    assert tls.message.startswith("not applicable: the portal is on a loopback address")
+    assert tls.evidence["not_applicable"] == "loopback"
+    assert results["portal.reachable"].status is Status.PASS
+
+
+def test_a_public_host_resolving_to_loopback_is_not_exempt() -> None:
+    """Only the address written in the URL counts: a public name still needs HTTPS."""
+    results = portal(html(GOOD), url="http://127.example.com/")
+    assert results["portal.tls_valid"].status is Status.FAIL
+
+
+def test_loopback_redirecting_to_a_plain_http_public_host_fails() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "127.0.0.1":
+            return httpx.Response(302, headers={"Location": "http://portal.payer.example/dev"})
+        return httpx.Response(200, content=GOOD, headers={"Content-Type": "text/html"})
+
+    results = portal(handle, url="http://127.0.0.1/dev")
+    assert results["portal.tls_valid"].status is Status.FAIL
+    assert "plain HTTP (http://portal.payer.example/dev)" in results["portal.tls_valid"].message
