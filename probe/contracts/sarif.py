@@ -1,9 +1,10 @@
 """SARIF 2.1.0 logs of ``probe check`` and ``probe prerelease`` (``--format sarif``).
 
 One run, tool ``probe``. Every check that ran is a rule (``shortDescription`` its title,
-``helpUri`` the first URL of its spec reference, ``properties.requirement`` its severity). One
+``helpUri`` its spec page: see :func:`spec_url`, ``properties.requirement`` its severity). One
 result per check that failed or warned, located at the endpoint's base URL
-(``artifactLocation.uri``):
+(``artifactLocation.uri``), with ``partialFingerprints["probeFinding/v1"]`` (a hash of rule and
+base URL) so a dashboard tracks one alert across runs:
 
 ========================  ==========
 check outcome             level
@@ -26,6 +27,7 @@ The log holds no secret: the CLI makes every string safe before writing it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -113,6 +115,13 @@ def _location(base_url: str) -> list[dict[str, Any]]:
     return [{"physicalLocation": {"artifactLocation": {"uri": base_url}}}]
 
 
+def _fingerprint(rule_id: str, base_url: str, detail: str = "") -> dict[str, str]:
+    """A stable identity of a result across runs (the same finding at the same endpoint), so
+    dashboards such as GitHub code scanning track one alert instead of a new one per run."""
+    digest = hashlib.sha256(f"{rule_id}\n{base_url}\n{detail}".encode()).hexdigest()
+    return {"probeFinding/v1": digest[:32]}
+
+
 def _check_results(report: Report, rule_index: dict[str, int]) -> list[dict[str, Any]]:
     out = []
     for r in report.results:
@@ -126,6 +135,7 @@ def _check_results(report: Report, rule_index: dict[str, int]) -> list[dict[str,
                 "level": level,
                 "message": {"text": r.message or r.spec.title},
                 "locations": _location(report.base_url),
+                "partialFingerprints": _fingerprint(r.id, report.base_url),
                 "properties": {
                     "status": str(r.status),
                     "requirement": str(r.spec.severity),
@@ -207,6 +217,7 @@ def _change_results(
                 "level": "error" if str(c.kind) == "breaking" else "warning",
                 "message": {"text": f"{c.kind} change {c.id}: {c.reason}"},
                 "locations": _location(base_url),
+                "partialFingerprints": _fingerprint(rule_id, base_url, c.id),
                 "properties": {
                     "kind": str(c.kind),
                     "path": c.path,

@@ -85,3 +85,15 @@ def test_non_finite_numbers_become_null_in_json() -> None:
     )
     doc = strict_loads(report_json(report))
     assert doc["checks"][4]["evidence"] == {"months": None}
+
+
+def test_fingerprints_are_stable_per_finding_and_endpoint() -> None:
+    first = strict_loads(report_sarif(made_report()))["runs"][0]["results"]
+    again = strict_loads(report_sarif(made_report()))["runs"][0]["results"]
+    elsewhere = made_report()
+    elsewhere.base_url = "https://other.example/r4"
+    other = strict_loads(report_sarif(elsewhere))["runs"][0]["results"]
+    prints = [r["partialFingerprints"]["probeFinding/v1"] for r in first]
+    assert prints == [r["partialFingerprints"]["probeFinding/v1"] for r in again]
+    assert len(set(prints)) == len(prints)  # one per finding
+    assert not set(prints) & {r["partialFingerprints"]["probeFinding/v1"] for r in other}
