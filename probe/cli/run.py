@@ -35,9 +35,24 @@ def run_command(
     shard: Annotated[
         str | None, typer.Option(help="I/N: probe the I-th of N stable slices of the directory")
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="endpoints probed at once")] = 8,
-    per_host: Annotated[int, typer.Option(min=1, help="requests in flight per host")] = 2,
-    rate: Annotated[float, typer.Option(min=0.01, help="request starts per second per host")] = 5.0,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="endpoints probed at once")
+    ] = _CRAWL_DEFAULTS.concurrency,
+    total_requests: Annotated[
+        int,
+        typer.Option(
+            "--total-requests",
+            min=1,
+            metavar="N",
+            help="requests in flight in the whole crawl (per-host limits still apply)",
+        ),
+    ] = _CRAWL_DEFAULTS.total_requests,
+    per_host: Annotated[
+        int, typer.Option(min=1, help="requests in flight per host")
+    ] = _CRAWL_DEFAULTS.per_host,
+    rate: Annotated[
+        float, typer.Option(min=0.01, help="request starts per second per host")
+    ] = _CRAWL_DEFAULTS.rate,
     timeout: Annotated[float, typer.Option(min=0.1, help="seconds per request")] = 20.0,
     no_sync: Annotated[bool, typer.Option("--no-sync", help="discovery only")] = False,
     no_portal: Annotated[bool, typer.Option("--no-portal", help="skip developer portals")] = False,
@@ -136,6 +151,7 @@ def run_command(
         concurrency=concurrency,
         per_host=per_host,
         rate=rate,
+        total_requests=total_requests,
         limits=bounds.fetch_limits(
             timeout,
             total=timeout * 1.5,

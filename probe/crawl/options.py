@@ -11,15 +11,31 @@ from probe.http.breaker import DEFAULT_THRESHOLD as DEFAULT_BREAKER_THRESHOLD
 from probe.http.limits import Limits
 from probe.sync.limits import SyncLimits
 
+#: Endpoints probed at once (`--concurrency`). Probing is latency-bound: an endpoint's discovery
+#: is about three round trips (the three documents at once, then the JWKS, then the portal), so
+#: at a payer's 150 ms latency 64 endpoints in flight finish about 140 a second, more than the
+#: politeness of even 100 hosts allows (100 x 5 requests/s over ~5 requests an endpoint); at
+#: 1 s latency still about 20 a second.
+DEFAULT_CONCURRENCY = 64
+#: Requests in flight in the whole process (`--total-requests`). Politeness allows at most
+#: min(H x per_host / L, H x rate) requests a second over H hosts at latency L; the process-wide
+#: cap must not bind first, so it is sized for H x per_host in flight: 256 keeps 128 hosts at
+#: the default 2 each busy (politeness alone then allows 640 requests/s at 150 ms). It bounds
+#: sockets and memory, not politeness.
+DEFAULT_TOTAL_REQUESTS = 256
+#: Per host (`--per-host`, `--rate`): what one payer's server sees, whatever the totals.
+DEFAULT_PER_HOST = 2
+DEFAULT_RATE = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class CrawlOptions:
-    """How hard and how widely to crawl."""
+    """How hard and how widely to crawl (see docs/crawl.md for how the defaults are sized)."""
 
-    concurrency: int = 8
-    per_host: int = 2
-    rate: float = 5.0
-    total_requests: int = 32
+    concurrency: int = DEFAULT_CONCURRENCY
+    per_host: int = DEFAULT_PER_HOST
+    rate: float = DEFAULT_RATE
+    total_requests: int = DEFAULT_TOTAL_REQUESTS
     limits: Limits = field(default_factory=Limits)
     sync_limits: SyncLimits = field(default_factory=SyncLimits)
     sync: bool = True
