@@ -212,7 +212,7 @@ class Fleet:
             page = tomcat_page(503, "The service is temporarily unavailable")
             return HTMLResponse(page, status_code=503)
         if (mount == "moved" and behaviour.moved is None) or (
-            mount == "sandbox" and behaviour.sandbox_only is None
+            mount == "sandbox" and not site.has_sandbox
         ):
             return Response("Not Found", 404, media_type="text/plain")
         if request.method != "GET":

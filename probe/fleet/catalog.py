@@ -191,7 +191,7 @@ def build_directory(
                 lives=config.lives
                 if config.lives is not None
                 else 10_000 + derive_int(seed, slug, "lives") % 5_000_000,
-                vendor="probe fleet",
+                vendor=config.vendor or "probe fleet",
                 organization_status=config.organization_status,
                 lines_of_business=LinesOfBusiness(offered=offered, supported=offered),
                 source=f"probe fleet (archetypes: {archetypes})",

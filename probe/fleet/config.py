@@ -88,6 +88,10 @@ class PayerConfig(_Strict):
     organization_status: OrganizationStatus = OrganizationStatus.LIVE
     # The developer portal: a real page, none in the directory, a parked domain, or a 404.
     portal: Literal["page", "none", "parked", "missing"] = "page"
+    # The platform the payer's API runs on, as the directory names it (vendor scores).
+    vendor: str | None = Field(default=None, min_length=1, max_length=100)
+    # A sandbox beside production (same data, same OAuth) at /payers/SLUG/sandbox/fhir.
+    sandbox: bool = False
     # Facts the directory carries for the scoring (what probe cannot observe).
     facts: EndpointFacts | None = None
 

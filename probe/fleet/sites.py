@@ -75,9 +75,15 @@ class PayerSite:
         return self.base_url
 
     @property
+    def has_sandbox(self) -> bool:
+        """True when the payer serves a sandbox (`sandbox: true`, or `sandbox_only`)."""
+        return self.config.sandbox or self.config.behaviour.sandbox_only is not None
+
+    @property
     def sandbox_url(self) -> str | None:
-        """The sandbox base URL (only `sandbox_only` payers declare one)."""
-        if self.config.behaviour.sandbox_only is None:
+        """The sandbox base URL (payers with `sandbox: true` and `sandbox_only` ones declare
+        one)."""
+        if not self.has_sandbox:
             return None
         return f"{self.origin(self.host)}{self.prefix}/sandbox/fhir"
 

@@ -20,7 +20,7 @@ import pytest
 pytestmark = [pytest.mark.slow]
 
 DEMO_PAYERS = 22
-DEMO_ENDPOINTS = 23  # one payer has a sandbox as well
+DEMO_ENDPOINTS = 29  # six payers have a sandbox as well, one a sandbox only
 
 
 def free_port() -> int:
