@@ -21,9 +21,15 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 from typing_extensions import TypedDict
 
-Severity = Literal["required", "recommended", "informational"]
-CheckStatus = Literal["pass", "fail", "warn", "skip", "error"]
-ChangeKindName = Literal["breaking", "notable", "cosmetic"]
+from probe.directory.schema import Environment, OrganizationStatus
+from probe.drift.classify import ChangeKind
+from probe.models import Severity
+from probe.models import Status as CheckStatus
+from probe.store.tables import DocumentKind, RunKind, RunStatus
+
+# Enumerations are the code's own enums, so a new value shows in the generated schema (and the
+# schema test fails until it is regenerated, with a minor version bump).
+TokenKind = Literal["none", "bearer", "refresh_token", "backend_services"]
 SupportLevel = Literal["paged", "limited", "unsupported", "unknown"]
 SyncOutcome = Literal["running", "completed", "partial", "failed", "auth_failed", "timeout"]
 
@@ -109,7 +115,7 @@ class EverythingJson(TypedDict):
 class TokensJson(TypedDict):
     """What the token endpoint told probe (never a token value)."""
 
-    kind: str
+    kind: TokenKind
     refresh_token_issued: bool | None
     refresh_token_rotated: bool
     refresh_token_lifetime_s: float | None
@@ -217,7 +223,7 @@ class PayerJson(TypedDict):
     payer: str
     vendor: str | None
     lives: int | None
-    organization_status: str
+    organization_status: OrganizationStatus
     live_production: bool
     total: int
     max_total: int
@@ -279,10 +285,10 @@ class HistoryRunJson(TypedDict):
     """One stored run of the endpoint, with its check counts by status."""
 
     run_id: int
-    kind: str
-    status: str
+    kind: RunKind
+    status: RunStatus
     started_at: datetime
-    checks: dict[str, int]
+    checks: dict[CheckStatus, int]
 
 
 class HistoryVerdictJson(TypedDict):
@@ -309,10 +315,10 @@ class HistoryOutput(TypedDict):
 
     schema_version: str
     base_url: str
-    environment: str
+    environment: Environment
     runs: list[HistoryRunJson]
     check: list[HistoryVerdictJson]
-    documents: dict[str, list[DocumentVersionJson]]
+    documents: dict[DocumentKind, list[DocumentVersionJson]]
 
 
 # -- probe drift -------------------------------------------------------------------------------
@@ -322,7 +328,7 @@ class DriftEndpointJson(TypedDict):
     """The endpoint a drift event concerns."""
 
     id: int
-    environment: str
+    environment: Environment
     base_url: str
 
 
@@ -334,7 +340,7 @@ class DriftEventJson(TypedDict):
     previous_run_id: int | None
     payer: str
     endpoint: DriftEndpointJson
-    kind: ChangeKindName
+    kind: ChangeKind
     change_id: str
     path: str
     before: Any
@@ -404,7 +410,7 @@ class ChangeJson(TypedDict):
     """One classified difference between the baseline and the candidate."""
 
     id: str
-    kind: ChangeKindName
+    kind: ChangeKind
     path: str
     before: Any
     after: Any
