@@ -240,3 +240,47 @@ def test_broken_documents_fail(live_fleet: Fleet) -> None:
 
     with pytest.raises(ValueError, match="Infinity"):
         strict_loads('{"months": Infinity}')
+
+
+@pytest.fixture(scope="module")
+def real_outputs(live_fleet: Fleet, stored_db: tuple[str, str]) -> dict[str, dict[str, Any]]:
+    """One real output of each contract, through the CLI."""
+    url, base = stored_db
+    args, env = credential_env(live_fleet, "good")
+    good = live_fleet.base_url("good")
+    patient = live_fleet.patients("good")[0]
+    commands = {
+        "check": ["check", good, "--format", "json"],
+        "sync": ["sync", good, "--patient", patient, *args, "--format", "json"],
+        "score": ["score", "--db", url, "--format", "json"],
+        "history": ["history", base, "--db", url, "--format", "json"],
+        "drift": ["drift", "--db", url, "--format", "json"],
+        "prerelease": ["prerelease", good, "--format", "json"],
+    }
+    out = {}
+    for name, command in commands.items():
+        _, text, _ = run_cli(command, env)
+        out[name] = strict_loads(text)
+    return out
+
+
+@pytest.mark.parametrize("name", CONTRACTS)
+def test_every_contract_refuses_broken_documents(
+    name: str, real_outputs: dict[str, dict[str, Any]]
+) -> None:
+    validator = contract_validator(name)
+    doc = real_outputs[name]
+    validator.validate(doc)
+    assert next(iter(doc)) == "schema_version" and doc["schema_version"] == SCHEMA_VERSIONS[name]
+    minor = copy.deepcopy(doc)
+    minor["schema_version"] = "1.7.0"  # a later minor of the same major still validates
+    validator.validate(minor)
+    field = next(k for k in doc if k != "schema_version")
+    missing = copy.deepcopy(doc)
+    del missing[field]
+    unknown = copy.deepcopy(doc) | {"unexpected": True}
+    major = copy.deepcopy(doc) | {"schema_version": "2.0.0"}
+    not_semver = copy.deepcopy(doc) | {"schema_version": "1.0"}
+    for broken in (missing, unknown, major, not_semver, [doc]):
+        with pytest.raises(ValidationError):
+            validator.validate(broken)
