@@ -1,0 +1,195 @@
+"""FHIR R4 structural validation on the official HL7 FHIR R4 JSON Schema, with jsonschema-rs.
+
+The schema (``data/fhir.schema.json.gz``, id ``http://hl7.org/fhir/json-schema/4.0``; where it
+comes from is in ``data/fhir.schema.json.gz.source.txt``) is loaded once, on first use, and
+completed in memory with what it cannot express (``data/fhir_rules.json``, made by
+``probe.checks.fhir_schema_rules``): required primitive elements (present as ``code`` or as
+its extension twin ``_code``) and required choice elements (``value[x]``), as ``anyOf`` of
+``required`` under the definition's ``allOf``, so they are checked in Rust with the rest.
+
+A valid resource costs one call: the root schema's ``oneOf`` over every resource type
+(``is_valid``). Only an invalid one is validated again against its own type's definition to
+name each problem; that per-type validator is built once per type, when first needed. Errors
+map to :class:`ValidationIssue` with FHIRPath-like paths (``OperationOutcome.issue[0].code``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+
+DATA = Path(__file__).resolve().parent / "data"
+SCHEMA_FILE = DATA / "fhir.schema.json.gz"
+RULES_FILE = DATA / "fhir_rules.json"
+SCHEMA_ID = "http://hl7.org/fhir/json-schema/4.0"
+MAX_VALUE_CHARS = 80
+MAX_MESSAGE_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationIssue:
+    """One validation error: a FHIRPath-like location and what is wrong there."""
+
+    path: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """One rule added to a definition's allOf: a required primitive or choice element."""
+
+    element: str  # "code", or "value[x]" for a choice
+    members: tuple[str, ...]  # the names that satisfy it (without the "_" twins)
+
+
+@dataclass(frozen=True, slots=True)
+class _Schema:
+    document: dict[str, Any]
+    resource_types: frozenset[str]
+    rules: dict[tuple[str, int], _Rule]  # (definition, allOf index) -> rule
+
+
+def _required_any(names: list[str]) -> dict[str, Any]:
+    return {"anyOf": [{"required": [n]} for n in names] + [{"required": ["_" + n]} for n in names]}
+
+
+@cache
+def _schema() -> _Schema:
+    document: dict[str, Any] = json.loads(gzip.decompress(SCHEMA_FILE.read_bytes()))
+    rule_file: dict[str, Any] = json.loads(RULES_FILE.read_text(encoding="utf-8"))
+    definitions: dict[str, Any] = document["definitions"]
+    rules: dict[tuple[str, int], _Rule] = {}
+    for name, spec in rule_file["definitions"].items():
+        definition = definitions[name]
+        all_of: list[dict[str, Any]] = list(definition.get("allOf", []))
+        for element in spec.get("required", []):
+            rules[(name, len(all_of))] = _Rule(element, (element,))
+            all_of.append(_required_any([element]))
+        for prefix, members in spec.get("choices", {}).items():
+            rules[(name, len(all_of))] = _Rule(f"{prefix}[x]", tuple(members))
+            all_of.append(_required_any(list(members)))
+        definition["allOf"] = all_of
+    types = frozenset(document["discriminator"]["mapping"])
+    return _Schema(document, types, rules)
+
+
+@cache
+def _root_validator() -> Any:
+    """One validator for every resource type: the root schema's oneOf."""
+    return jsonschema_rs.validator_for(_schema().document)
+
+
+@cache
+def _type_validator(resource_type: str) -> Any:
+    """A validator for one resource type's definition (to name each problem)."""
+    document = {k: v for k, v in _schema().document.items() if k not in ("oneOf", "discriminator")}
+    document["allOf"] = [{"$ref": f"#/definitions/{resource_type}"}]
+    return jsonschema_rs.validator_for(document)
+
+
+def resource_types() -> frozenset[str]:
+    """The resource types FHIR R4 defines (the schema's discriminator)."""
+    return _schema().resource_types
+
+
+def warm() -> None:
+    """Load the schema and build the validator now rather than on the first resource."""
+    _root_validator()
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=True, default=str)
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+
+
+def _join(prefix: str, parts: list[str | int]) -> str:
+    out = prefix
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _issues_of(error: Any, prefix: str, at: Any) -> list[ValidationIssue]:
+    """The issues one jsonschema-rs error stands for (at: the instance it is about)."""
+    kind = error.kind
+    path = _join(prefix, list(error.instance_path))
+    schema_path = list(error.schema_path)
+    keyword = schema_path[-1] if schema_path else ""
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
+        return [ValidationIssue(f"{path}.{kind.property}", "required element is missing")]
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
+        return [
+            ValidationIssue(f"{path}.{name}", "is not an element of this type in FHIR R4")
+            for name in kind.unexpected
+        ]
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.AnyOf) and len(schema_path) >= 4:
+        rule = _schema().rules.get((str(schema_path[-4]), int(schema_path[-2])))
+        if rule is not None and schema_path[-3] == "allOf":
+            if len(rule.members) == 1:
+                return [ValidationIssue(f"{path}.{rule.element}", "required element is missing")]
+            return [
+                ValidationIssue(
+                    f"{path}.{rule.element}",
+                    "required element is missing (one of " + ", ".join(rule.members) + ")",
+                )
+            ]
+    if (
+        isinstance(kind, jsonschema_rs.ValidationErrorKind.OneOfNotValid)
+        and isinstance(at, dict)
+        and "resourceType" in at
+    ):
+        return _resource_issues(at, path)
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.Pattern) and len(schema_path) == 3:
+        primitive = str(schema_path[1])
+        if primitive == "id" and isinstance(at, str) and len(at) > 64:
+            return [ValidationIssue(path, f"id is {len(at)} characters long (at most 64)")]
+        return [ValidationIssue(path, f"{_show(at)} is not a valid FHIR {primitive}")]
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.Enum):
+        options = ", ".join(str(o) for o in kind.options)
+        return [ValidationIssue(path, f"{_show(at)} is not one of the codes {options}"[:300])]
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.Type):
+        expected = " or ".join(str(t) for t in kind.types)
+        return [ValidationIssue(path, f"{_show(at)} is not of JSON type {expected}")]
+    message = f"{error.message}"
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
+    return [ValidationIssue(path, f"{message} ({keyword})" if keyword else message)]
+
+
+def _instance_at(document: Any, parts: list[str | int]) -> Any:
+    node = document
+    for part in parts:
+        node = node[part]
+    return node
+
+
+def _resource_issues(resource: dict[str, Any], prefix: str | None = None) -> list[ValidationIssue]:
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str) or not resource_type:
+        return [
+            ValidationIssue(prefix or "resourceType", "resourceType is missing or not a string")
+        ]
+    where = prefix if prefix is not None else resource_type
+    if resource_type not in _schema().resource_types:
+        return [ValidationIssue(where, f"{_show(resource_type)} is not a FHIR R4 resource type")]
+    issues: list[ValidationIssue] = []
+    for error in _type_validator(resource_type).iter_errors(resource):
+        at = _instance_at(resource, list(error.instance_path))
+        issues.extend(_issues_of(error, where, at))
+    return issues
+
+
+def validate_resource(resource: dict[str, Any]) -> list[ValidationIssue]:
+    """Every R4 structural problem of one resource ([] when it is valid)."""
+    if _root_validator().is_valid(resource):
+        return []
+    issues = _resource_issues(resource)
+    if not issues:  # the root oneOf and the type's definition disagree: never silent
+        issues = [ValidationIssue(str(resource.get("resourceType")), "invalid FHIR R4 resource")]
+    return issues
