@@ -21,6 +21,7 @@ import httpx
 from probe import __version__
 from probe.drift.events import DriftEvent
 from probe.drift.settings import DEFAULT_TIMEOUT_S
+from probe.models import finite_json
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,9 @@ async def notify_webhook(
 ) -> NotifyResult:
     """POST `events` as a JSON array to `url`; failures are logged and returned, never raised."""
     target = webhook_target(url)
-    body = json.dumps(payload(events), separators=(",", ":"), ensure_ascii=False).encode()
+    body = json.dumps(
+        finite_json(payload(events)), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
     headers = {
         "Content-Type": "application/json",
         "User-Agent": f"probe/{__version__} drift-notify",
