@@ -212,6 +212,16 @@ def test_conformance_failures_are_shown(opened: Opened) -> None:
     screenshots = os.environ.get("PROBE_REPORT_SCREENSHOTS")
     if screenshots:
         _screenshots(page, Path(screenshots), card)
+    # A finding that is not a required failure links to its spec reference, listed once in a
+    # collapsed list: following the link opens it there.
+    page.get_by_role("button", name="Expand all").click()
+    link = page.locator("td.spec a").first
+    target = str(link.get_attribute("href"))[1:]
+    reference = page.locator(f'[id="{target}"]')
+    assert not reference.is_visible()
+    link.click()
+    assert reference.is_visible() and target.removeprefix("check-") in reference.inner_text()
+    _after_load(opened)
 
 
 def _screenshots(page: Any, directory: Path, card: Any) -> None:
