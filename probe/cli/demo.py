@@ -37,6 +37,8 @@ PROBE_TIMEOUT = 100.0
 LOGIN_TIMEOUT = 240.0  # more for `probe run` while test members sign in through the browser
 REPORT = "probe-report.html"
 DEMO_PORT = 8791  # fixed, so that repeated demos probe the same base URLs and build one history
+DIRECTORY_FILE = "fleet.yaml"  # in the demo's work directory, with the secrets beside it
+SECRETS_FILE = "fleet.secrets.yaml"
 
 
 class _Stopped(Exception):
@@ -188,9 +190,10 @@ def _member_logins(directory_file: Path) -> bool:
     import yaml
 
     from probe.crawl.authorizing import login_unavailable
-    from probe.directory.schema import dump_directory, load_directory
+    from probe.directory.schema import load_directory
     from probe.fleet.catalog import (
         AUTHORIZE_PORT,
+        directory_text,
         member_login_secrets,
         with_member_logins,
         write_secrets,
@@ -212,7 +215,7 @@ def _member_logins(directory_file: Path) -> bool:
     secrets_file = Path(directory.secrets_file)
     values = yaml.safe_load(secrets_file.read_text(encoding="utf-8")) or {}
     write_secrets(secrets_file, {**values, **member_login_secrets(directory)})
-    directory_file.write_text(dump_directory(directory), encoding="utf-8")
+    directory_file.write_text(directory_text(directory), encoding="utf-8")
     print("demo: test members sign in through headless Chromium during probe run", file=sys.stderr)
     return True
 
@@ -254,7 +257,7 @@ def _start_fleet(workdir: Path, config: Path, port: int) -> tuple[subprocess.Pop
 
     Raises `PortTaken` when the port is in use on one of the fleet's addresses.
     """
-    directory_file = workdir / "endpoints.yaml"
+    directory_file = workdir / DIRECTORY_FILE
     log = workdir / "fleet.log"
     with log.open("wb") as log_handle:
         fleet = _spawn(
@@ -268,7 +271,7 @@ def _start_fleet(workdir: Path, config: Path, port: int) -> tuple[subprocess.Pop
                 "--directory-out",
                 str(directory_file),
                 "--secrets-out",
-                str(workdir / "secrets.yaml"),
+                str(workdir / SECRETS_FILE),
             ],
             stdout=subprocess.DEVNULL,
             stderr=log_handle,
@@ -294,7 +297,14 @@ def demo_command(
         int,
         typer.Option(help="the fleet's port (any free one when taken; 0: any)", min=0, max=65535),
     ] = DEMO_PORT,
-    keep: Annotated[bool, typer.Option("--keep", help="keep the work directory")] = False,
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep",
+            help="keep the work directory: the fleet's directory and secrets file (mode 0600), "
+            "its log and the rotated tokens; their paths are printed",
+        ),
+    ] = False,
 ) -> None:
     """Serve simulated payers on loopback, crawl them, print the scores, write the HTML report."""
     raise typer.Exit(run_demo(port, keep=keep))
@@ -306,7 +316,7 @@ def run_demo(port: int = DEMO_PORT, *, keep: bool = False) -> int:
     from probe.directory.schema import load_directory
 
     workdir = Path(tempfile.mkdtemp(prefix="probe-demo-"))
-    directory_file = workdir / "endpoints.yaml"
+    directory_file = workdir / DIRECTORY_FILE
     fleet: subprocess.Popen[bytes] | None = None
     status = 1
     started = time.monotonic()
@@ -337,8 +347,31 @@ def run_demo(port: int = DEMO_PORT, *, keep: bool = False) -> int:
     finally:
         _stop(fleet, "fleet")
         if keep:
-            print(f"demo: work directory kept: {workdir}", file=sys.stderr)
+            print(
+                f"demo: work directory kept: {workdir} (directory {DIRECTORY_FILE}, "
+                f"secrets {SECRETS_FILE})",
+                file=sys.stderr,
+            )
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(f"demo: done in {time.monotonic() - started:.0f}s (exit {status})", file=sys.stderr)
+    seconds = time.monotonic() - started
+    if status == 0:
+        _print_summary(seconds, workdir / SECRETS_FILE if keep else None)
+    print(f"demo: done in {seconds:.0f}s (exit {status})", file=sys.stderr)
     return status
+
+
+def _print_summary(seconds: float, secrets: Path | None) -> None:
+    """The one-screen summary and next steps (docs: probe/cli/demo_summary.py)."""
+    from probe.cli.demo_summary import read_facts, summary_lines
+    from probe.store.errors import StoreError
+
+    try:
+        facts = read_facts()
+    except (StoreError, OSError) as exc:
+        print(f"demo: no summary: {exc}", file=sys.stderr)
+        return
+    except typer.Exit:  # no database or rubric: said on stderr already
+        return
+    if facts is not None:
+        print("\n" + "\n".join(summary_lines(facts, Path(REPORT), seconds, secrets)))

@@ -7,6 +7,7 @@ what it left behind: the exit code, the scorecard on stdout, the HTML report and
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -15,8 +16,16 @@ import sys
 import time
 from pathlib import Path
 
+import anyio
+import httpx
 import pytest
+import yaml
 
+from probe.fleet import journeys
+from probe.fleet.app import Fleet
+from probe.fleet.config import load_fleet_config
+
+DEMO_CONFIG = Path(journeys.__file__).parent / "data" / "demo-fleet.yaml"
 pytestmark = [pytest.mark.slow]
 
 DEMO_PAYERS = 22
@@ -40,6 +49,36 @@ def demo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def check_kept_secrets(done: subprocess.CompletedProcess[str]) -> None:
+    """--keep: the secrets file stays, its path is printed, and the printed `export BM_RT=...`
+    yields Blue Meadow's refresh token, which the fleet (same seed) accepts."""
+    secrets = Path(done.stdout.split("  secrets       ", 1)[1].split(" (kept", 1)[0])
+    assert secrets.name == "fleet.secrets.yaml" and secrets.stat().st_mode & 0o777 == 0o600
+    assert f"work directory kept: {secrets.parent}" in done.stderr
+    export = next(ln.strip() for ln in done.stdout.splitlines() if "export BM_RT=" in ln)
+    shown = subprocess.run(
+        ["bash", "-c", f'{export} && printf %s "$BM_RT"'], capture_output=True, text=True
+    ).stdout
+    values = yaml.safe_load(secrets.read_text(encoding="utf-8"))
+    assert shown == values["blue-meadow/refresh_token"] and shown.startswith("rt-")
+    assert (secrets.parent / "fleet.yaml").exists()
+    fleet = Fleet(load_fleet_config(DEMO_CONFIG), port=free_port())
+    site = fleet.site("blue-meadow")
+
+    async def refresh() -> httpx.Response:
+        async with httpx.AsyncClient(transport=fleet.transport()) as client:
+            return await client.post(
+                site.token_url,
+                data={"grant_type": "refresh_token", "refresh_token": shown},
+                auth=("fleet-client-blue-meadow", values["blue-meadow/client_secret"]),
+            )
+
+    answer = anyio.run(refresh)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["access_token"]
+    shutil.rmtree(secrets.parent)
+
+
 def stored(db: Path, sql: str) -> list[tuple[object, ...]]:
     with sqlite3.connect(db) as conn:
         return conn.execute(sql).fetchall()
@@ -56,8 +95,20 @@ def test_demo_twice_builds_one_history_of_the_same_endpoints(tmp_path: Path) -> 
     report = tmp_path / "probe-report.html"
     assert report.stat().st_size > 100_000 and "<html" in report.read_text()[:500].lower()
 
-    second = demo(tmp_path, "--port", str(port))
+    summary = first.stdout.split("\nprobe demo: run 1 probed", 1)[1]
+    assert f" {DEMO_ENDPOINTS} endpoints of {DEMO_PAYERS} payers (5 vendors)" in summary
+    assert "best payer" in summary and "worst payer" in summary and "best vendor" in summary
+    assert "most common failures" in summary
+    assert f"report        {report}" in summary
+    assert f"database      {tmp_path / 'probe.db'}" in summary
+    assert "next steps:" in summary and "probe score --payer" in summary
+    assert "probe demo --keep" in summary  # how to keep the secrets for probe sync
+    assert "portal.tls_valid" not in summary  # not applicable on loopback: never a failure
+
+    second = demo(tmp_path, "--port", str(port), "--keep")
     assert second.returncode == 0, second.stderr[-3000:]
+    assert "probe demo: run 2 probed" in second.stdout
+    check_kept_secrets(second)
     db = tmp_path / "probe.db"
     assert stored(db, "select kind, status from probe_runs order by id") == [
         ("nightly", "completed"),
