@@ -49,6 +49,7 @@ from probe.cli.machine import contract_json, strict_json
 from probe.cli.options import CaBundleOption, DbOption, TokenStoreOption
 from probe.cli.options_credentials import credentials_from_options
 from probe.cli.safe_text import cell, line, safe
+from probe.cli.width import output_console
 
 EXIT_PASS = 0
 EXIT_GATE_FAILED = 1
@@ -305,6 +306,6 @@ def prerelease_command(
 
         sys.stdout.write(strict_json(prerelease_sarif(result, version=__version__)) + "\n")
     else:
-        console = Console() if Console().is_terminal else Console(width=160)
+        console = output_console()  # $COLUMNS, the terminal, else 160 (probe/cli/width.py)
         print_summary(result, console)
     raise typer.Exit(EXIT_PASS if result.gate.passed else EXIT_GATE_FAILED)
