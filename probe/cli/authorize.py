@@ -18,6 +18,7 @@ from rich.table import Table
 
 from probe.cli.fail import base_url_argument, fail, fail_lines
 from probe.cli.options import DbOption
+from probe.cli.width import output_console
 
 if TYPE_CHECKING:
     from probe.authorize.outcome import AttemptResult
@@ -59,7 +60,7 @@ def _print_table(result: AttemptResult) -> None:
         table.add_row("page", f"{page['host']}  {page['title']}")
     for finding in data["findings"]:
         table.add_row("finding", f"{finding['id']}: {finding['message']}")
-    Console().print(table)
+    output_console().print(table)
 
 
 def authorize_command(

@@ -21,6 +21,7 @@ from probe.cli import options_bounds as bounds
 from probe.cli.fail import base_url_argument, fail
 from probe.cli.options import CaBundleOption, DbOption
 from probe.cli.render import print_report, report_json, report_sarif
+from probe.cli.width import output_console
 
 
 def check_command(
@@ -82,7 +83,7 @@ def check_command(
     elif output_format.lower() == "sarif":
         sys.stdout.write(report_sarif(report) + "\n")
     else:
-        print_report(report, Console())
+        print_report(report, output_console())
     if save:
         try:
             with open_store(db) as store:
