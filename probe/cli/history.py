@@ -44,6 +44,8 @@ def history_command(
     from probe.store.tables import DocumentKind
 
     fmt = "json" if as_json else output_format.lower()
+    if fmt == "table":  # what the other commands call their text output
+        fmt = "text"
     if fmt not in ("text", "json"):
         fail(f"--format must be text or json, not {output_format!r}")
     store = read_store(db)  # never creates a database

@@ -157,6 +157,8 @@ def test_history_keeps_json_as_a_hidden_alias_and_refuses_other_formats(
     code, out, _ = run_cli(["history", base, "--db", url, "--json"])
     assert code == 0
     contract_validator("history").validate(strict_loads(out))
+    code, out, _ = run_cli(["history", base, "--db", url, "--format", "table"])
+    assert code == 0 and "version(s) seen" in out  # "table", as elsewhere, is the text output
     code, out, err = run_cli(["history", base, "--db", url, "--format", "yaml"])
     assert code == 2 and "--format must be text or json" in out + err
     code, out, _ = run_cli(["history", "--help"])
