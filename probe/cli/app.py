@@ -24,6 +24,7 @@ from typer.core import TyperCommand
 
 from probe.cli.groups import HelpGroup
 from probe.cli.options_help import polish_help
+from probe.cli.quick_exit import end_now_if_asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,5 +236,7 @@ def main() -> None:
         if code == 1 and isinstance(sys.stdout, PacifyFlushWrapper):
             _output_closed()
         _flush_output(code)
+        end_now_if_asked(code)  # a one-shot command's work is done: no teardown
         raise
     _flush_output(0)
+    end_now_if_asked(0)

@@ -58,6 +58,9 @@ def sync_command(
     ca_bundle: CaBundleOption = None,
 ) -> None:
     """Sync one test patient ($everything, paging, fallback, references) and print figures."""
+    from probe.cli.quick_exit import pause_gc, skip_teardown
+
+    pause_gc()  # a bounded one-shot sync: reference counting frees its pages (see quick_exit)
     import anyio
 
     from probe.checks.discovery import run_discovery
@@ -126,4 +129,5 @@ def sync_command(
         console = Console()
         for table in sync_tables(result):
             console.print(table)
+    skip_teardown()  # nothing left to write: the process ends once output is flushed
     raise typer.Exit(0 if result.outcome in ("completed", "partial") else 1)

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import jwt
-
 from probe.directory.schema import (
     BackendServicesCredentials,
     BearerCredentials,
@@ -178,6 +176,8 @@ class Authorizer:
             "jti": uuid.uuid4().hex,
         }
         headers_jwt = {"kid": creds.key_id} if creds.key_id else None
+        import jwt  # PyJWT and its cryptography backends load only when an assertion is signed
+
         try:
             assertion = jwt.encode(claims, key, algorithm=creds.algorithm, headers=headers_jwt)
         except (ValueError, TypeError, jwt.PyJWTError):
