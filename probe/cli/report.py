@@ -28,7 +28,7 @@ def report_command(
     as_of: AsOfOption = None,
     rubric_path: RubricOption = None,
 ) -> None:
-    """Write a self-contained HTML report: rankings, conformance, scorecards, charts over time."""
+    """Write a self-contained HTML report: rankings, scorecards with evidence, charts over time."""
     from probe.score.collect import first_authorization, observation_times, score_stored
     from probe.score.inputs import subtract_months
     from probe.score.report_changes import report_changes
