@@ -125,7 +125,7 @@ def summary_lines(
     worst = shlex.quote(facts.worst[0])
     steps = [
         (f"probe score --payer {worst}", "why the worst payer scores low"),
-        ("probe score --details", "every payer's metrics and evidence"),
+        ("probe score --details", "every payer's metrics, evidence"),
     ]
     if facts.failures:
         required = [f for f in facts.failures if f.severity == "required"]
@@ -136,10 +136,10 @@ def summary_lines(
                 "one failure, run by run",
             )
         )
-    steps.append(("probe drift", "what changed since the previous demo"))
-    steps.append(("make demo", "again: a second run builds the history"))
+    steps.append(("probe drift", "what changed since the last demo"))
+    steps.append(("make demo", "again: builds the history"))
     if secrets is None:
-        steps.append(("probe demo --keep", "keep the fleet's secrets (for probe sync)"))
+        steps.append(("probe demo --keep", "keep the fleet's secrets (sync)"))
     else:
         key = "blue-meadow/refresh_token"
         steps.append(
@@ -149,8 +149,10 @@ def summary_lines(
             )
         )
     out.append("next steps:")
+    column = max(len(c) for c, _ in steps if len(c) <= 40)
     for command, why in steps:
-        out.append(f"  {command}" if len(command) > 44 else f"  {command:<44}  {why}")
-        if len(command) > 44:
-            out.append(f"  {'':<44}  {why}")
+        if len(command) > column:  # a long command on its own line, the why below it
+            out += [f"  {command}", f"  {'':<{column}}  {why}"]
+        else:
+            out.append(f"  {command:<{column}}  {why}")
     return [safe(line) for line in out]
