@@ -48,6 +48,7 @@ from probe.cli.fail import absolute_url, fail
 from probe.cli.machine import contract_json, strict_json
 from probe.cli.options import CaBundleOption, DbOption, TokenStoreOption
 from probe.cli.options_credentials import credentials_from_options
+from probe.cli.reading import read_store
 from probe.cli.safe_text import cell, line, safe
 from probe.cli.width import output_console
 
@@ -250,8 +251,10 @@ def prerelease_command(
     store: Store | None = None
     baseline: Baseline | None = None
     try:
-        if baseline_run is not None or save:
+        if save:
             store = open_store(db)
+        elif baseline_run is not None:
+            store = read_store(db)  # only read: never creates a database
         if baseline_run is not None and store is not None:
             baseline = stored_baseline(store, baseline_run, baseline_endpoint)
     except (StoreError, PrereleaseError) as exc:

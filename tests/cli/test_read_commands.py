@@ -24,6 +24,7 @@ READ_COMMANDS = [
     ["score"],
     ["score", "--format", "json"],
     ["report", "--html", "report.html"],
+    ["prerelease", "http://127.0.0.1:9/fhir", "--baseline-run", "1"],  # a stored baseline
 ]
 
 
