@@ -214,7 +214,9 @@ def _broken(doc: dict[str, Any]) -> list[dict[str, Any]]:
     nested["summary"]["maybe"] = 0
     infinite = copy.deepcopy(doc)
     infinite["duration_ms"] = None
-    return [missing, unknown, version, status, nested, infinite]
+    when = copy.deepcopy(doc)
+    when["started_at"] = "2026-01-02 12:00"  # not RFC 3339: the format is checked
+    return [missing, unknown, version, status, nested, infinite, when]
 
 
 def test_broken_documents_fail(live_fleet: Fleet) -> None:
