@@ -189,8 +189,8 @@ def test_prerelease_json_and_sarif_validate(live_fleet: Fleet) -> None:
         }
         assert untested == {n["item"] for n in doc["not_tested"]}
         if case is full:
-            # The baseline has no SMART configuration, the candidate has: no breaking change,
-            # but the sync was compared against nothing (a live baseline is never synced).
+            # A live baseline was compared and the candidate's patient synced: neither is
+            # listed as not tested.
             assert doc["syncs"] and doc["baseline"] is not None
             assert "baseline" not in untested and "sync" not in untested
         else:
