@@ -16,6 +16,7 @@ from datetime import timedelta
 
 import anyio
 import httpx
+from sqlalchemy.exc import SQLAlchemyError
 
 from probe.directory.schema import Target
 from probe.store.claims import (
@@ -52,6 +53,11 @@ def host_map(by_id: Mapping[int, Target]) -> dict[int, str]:
     return {eid: host_key(t.base_url) for eid, t in by_id.items()}
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return (text.splitlines() or [type(exc).__name__])[0][:200]
+
+
 @dataclass(slots=True)
 class _Held:
     remaining: int
@@ -83,6 +89,7 @@ class ClaimingSource:
         worker: str | None = None,
         lease: timedelta = DEFAULT_LEASE,
         poll: float = 1.0,
+        store_down_limit: float = 300.0,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -92,6 +99,9 @@ class ClaimingSource:
         self.worker = worker or worker_name()
         self.lease = lease
         self.poll = poll
+        self.store_down_limit = store_down_limit
+        #: Why the source stopped early: the store stayed unreachable past the limit.
+        self.gave_up: str | None = None
         self.stats = ClaimStats()
         self._held: dict[str, _Held] = {}
         self._in_flight = 0
@@ -112,17 +122,36 @@ class ClaimingSource:
         worker could not hand back (their final writes failed: the caller closes the writer
         and calls :meth:`finish`).
         """
+        failing_since: float | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._heartbeat)
             while True:
                 if self._in_flight >= self.window:
                     await self._wait_change(self.poll)
                     continue
-                claim = await anyio.to_thread.run_sync(self._claim)
+                try:
+                    claim = await anyio.to_thread.run_sync(self._claim)
+                    if claim is None:
+                        state = await anyio.to_thread.run_sync(
+                            queue_state, self.store.engine, self.run_id
+                        )
+                except SQLAlchemyError as exc:
+                    # The writer's own watch stops the run when the outage lasts; until then
+                    # the work in flight goes on and claiming is retried.
+                    failing_since = failing_since or anyio.current_time()
+                    down_for = anyio.current_time() - failing_since
+                    if down_for >= self.store_down_limit:
+                        self.gave_up = (
+                            f"the store has been unreachable for {down_for:.0f} s "
+                            f"({_first_line(exc)}); the run stopped"
+                        )
+                        break
+                    await self._wait_change(self.poll)
+                    continue
+                failing_since = None
                 if claim is not None:
                     await self._start_host(tg, claim, start)
                     continue
-                state = await anyio.to_thread.run_sync(queue_state, self.store.engine, self.run_id)
                 mine = len(self._held)
                 if state.finished or (
                     state.pending == 0 and state.held <= mine and self._in_flight == 0
@@ -187,10 +216,14 @@ class ClaimingSource:
         held.remaining -= 1
         if held.remaining <= 0 and not held.lost:
             # The targets' final states must be in the database before the host is done.
-            await anyio.to_thread.run_sync(self.writer.flush)
-            released = await anyio.to_thread.run_sync(
-                release_host, self.store.engine, self.run_id, host, self.worker
-            )
+            released = False
+            if await anyio.to_thread.run_sync(self.writer.flush):
+                try:
+                    released = await anyio.to_thread.run_sync(
+                        release_host, self.store.engine, self.run_id, host, self.worker
+                    )
+                except SQLAlchemyError as exc:  # kept; finish() tries again
+                    log.warning("could not hand back %s: %s", host, exc)
             if released:
                 del self._held[host]
         elif held.remaining <= 0:
@@ -204,7 +237,11 @@ class ClaimingSource:
             hosts = list(self._held)
             if not hosts:
                 continue
-            lost = await anyio.to_thread.run_sync(self._renew, hosts)
+            try:
+                lost = await anyio.to_thread.run_sync(self._renew, hosts)
+            except SQLAlchemyError as exc:  # the next beat tries again; leases are generous
+                log.warning("could not renew the leases on %d host(s): %s", len(hosts), exc)
+                continue
             for host in lost:
                 held = self._held.get(host)
                 if held is None or held.lost:
@@ -224,7 +261,10 @@ class ClaimingSource:
     def finish(self, *, completed: bool) -> None:
         """After the writer closed: hand back the hosts still held. Done hosts are released;
         the rest (an interrupted or failing run) go back to pending for another worker."""
-        for host in list(self._held):
-            if completed and release_host(self.store.engine, self.run_id, host, self.worker):
-                del self._held[host]
-        return_claims(self.store.engine, self.run_id, self.worker)
+        try:
+            for host in list(self._held):
+                if completed and release_host(self.store.engine, self.run_id, host, self.worker):
+                    del self._held[host]
+            return_claims(self.store.engine, self.run_id, self.worker)
+        except SQLAlchemyError as exc:  # the leases expire: another worker or a resume takes over
+            log.warning("could not hand back the hosts this worker held: %s", exc)

@@ -214,7 +214,7 @@ def test_a_store_down_past_its_limit_stops_the_run_and_resume_completes_it(
     stderr = err.decode()
     assert process.returncode == 4, stderr[-3000:]
     assert "the store has been unreachable" in stderr, stderr[-3000:]
-    assert "probe run --resume" in stderr
+    assert "probe run --resume" in stderr, stderr[-3000:]
     print(f"stopped {stopped_after:.1f} s after the crash")
     assert stopped_after < 30, stopped_after  # 3 s limit, plus flush backoff and shutdown
 
