@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, true
 from sqlalchemy.orm import Session
 
 from probe.directory.schema import Environment
@@ -67,15 +67,22 @@ class StoredCheck:
     observed_at: datetime
 
 
+AD_HOC_SOURCE = "ad-hoc"
+"""``payers.source`` of a payer created by ``probe check URL --save`` (probe.store.catalog)."""
+
+
 def latest_check_results(
     session: Session,
     *,
     since: datetime,
     until: datetime,
     run_kinds: Collection[str] = (RunKind.NIGHTLY, RunKind.CHECK, RunKind.SYNC),
+    include_ad_hoc: bool = False,
 ) -> list[StoredCheck]:
     """Per endpoint and check, the newest verdict observed in ``[since, until]`` by a run of
-    one of `run_kinds` (prerelease runs test probe itself); ordered by payer, endpoint, check."""
+    one of `run_kinds` (prerelease runs test probe itself); ordered by payer, endpoint, check.
+    Payers created ad hoc (``probe check URL --save``) are left out unless asked for, as the
+    scores leave them out."""
     ranked = (
         select(
             CheckResultRow.id.label("id"),
@@ -113,6 +120,11 @@ def latest_check_results(
         .join(EndpointRow, EndpointRow.id == CheckResultRow.endpoint_id)
         .join(PayerRow, PayerRow.id == EndpointRow.payer_id)
         .where(ranked.c.newest == 1)
+        .where(
+            true()
+            if include_ad_hoc
+            else or_(PayerRow.source.is_(None), PayerRow.source != AD_HOC_SOURCE)
+        )
         .order_by(PayerRow.name, EndpointRow.environment, EndpointRow.id, CheckResultRow.check_id)
     ).all()
     return [

@@ -7,6 +7,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
+
 from probe.checks.access import ANONYMOUS_REFUSED
 from probe.checks.metadata import FHIR_VERSION, REACHABLE
 from probe.checks.smart import PKCE_S256
@@ -17,7 +19,7 @@ from probe.score.report_html import render_report, score_history
 from probe.score.rubric import default_rubric
 from probe.store.handle import Store
 from probe.store.reports import StoredCheck, latest_check_results
-from probe.store.tables import RunKind
+from probe.store.tables import PayerRow, RunKind
 from tests.score.builders import payer
 from tests.score.test_report_html import report_json
 from tests.store import conftest as store_fixtures
@@ -86,8 +88,25 @@ def test_latest_check_results_newest_per_endpoint_and_check(store: Store) -> Non
         NOW - timedelta(days=400),
         [_result(REACHABLE, Status.FAIL)],
     )
+    # Payers from `probe check URL --save` are ad hoc: left out, as the scores leave them out.
+    _save(
+        store,
+        RunKind.CHECK,
+        "https://adhoc.example/fhir",
+        "adhoc.example",
+        NOW,
+        [_result(REACHABLE, Status.FAIL)],
+    )
+    with store.session() as session:
+        session.execute(
+            update(PayerRow).where(PayerRow.name != "adhoc.example").values(source="directory")
+        )
     with store.session() as session:
         rows = latest_check_results(session, since=NOW - timedelta(days=30), until=NOW)
+        everyone = latest_check_results(
+            session, since=NOW - timedelta(days=30), until=NOW, include_ad_hoc=True
+        )
+    assert [r.payer for r in everyone] == ["Sunrise", "Sunrise", "adhoc.example"]
     assert [(r.payer, r.check_id, r.status, r.run_id) for r in rows] == [
         ("Sunrise", "auth.anonymous_refused", "fail", new),
         ("Sunrise", "metadata.reachable", "fail", old),  # not run since: its newest verdict
