@@ -26,17 +26,27 @@ _RELATIVE = re.compile(
 
 def iter_references(resource: dict[str, Any]) -> list[str]:
     """Every `reference` string inside a resource (not inside its contained resources)."""
+    # Iterative (no recursion limit on hostile nesting), and only JSON containers go on the
+    # stack: most values are strings, and pushing them to pop and test them again, or testing
+    # with isinstance through generators, was most of the walk's cost (about 2x).
     found: list[str] = []
-    stack: list[Any] = [v for k, v in resource.items() if k != "contained"]
+    stack: list[Any] = [
+        v for k, v in resource.items() if k != "contained" and type(v) in (dict, list)
+    ]
+    push, pop = stack.append, stack.pop
     while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
+        node = pop()
+        if type(node) is dict:
             ref = node.get("reference")
-            if isinstance(ref, str):
+            if type(ref) is str:
                 found.append(ref)
-            stack.extend(v for k, v in node.items() if k != "reference")
-        elif isinstance(node, list):
-            stack.extend(node)
+            children = node.values()
+        else:
+            children = node
+        for value in children:
+            kind = type(value)
+            if kind is dict or kind is list:
+                push(value)
     return found
 
 
@@ -78,7 +88,12 @@ class ReferenceSet:
             for c in resource.get("contained") or []
             if isinstance(c, dict) and c.get("id")
         }
-        for ref in iter_references(resource):
+        refs = iter_references(resource)
+        if self.total + len(refs) <= self.max_references:  # the cap cannot be reached here
+            for ref in refs:
+                self.add(ref, contained_ids)
+            return
+        for ref in refs:
             if self.total >= self.max_references:
                 return
             self.add(ref, contained_ids)
