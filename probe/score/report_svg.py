@@ -146,6 +146,12 @@ def line_chart(
     ends: list[tuple[float, str, str]] = []
     for line in series:
         role = "median" if line.role == "median" else "payer"
+        if role == "payer" and all(v is None for v in line.values):
+            middle_x, middle_y = _LEFT + plot_w // 2, _TOP + plot_h // 2 + 4
+            out.append(
+                f'<text class="nodata" x="{middle_x}" y="{middle_y}" text-anchor="middle">'
+                "not enough data</text>"
+            )
         points = [
             None if v is None else (round(x(i)), round(y(v)))  # whole pixels keep it small
             for i, v in enumerate(line.values[: len(times)])

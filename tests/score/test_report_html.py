@@ -347,7 +347,10 @@ def test_median_series_and_gaps() -> None:
     # A None breaks the line: one dot, then a segment of two.
     assert chart.count("<path") == 1 and chart.count("<circle") == 3
     assert "<title>Score &lt;x&gt;</title>" in chart
-    assert "P &amp; Q: from 1 to 3." in chart
+    assert "P &amp; Q: from 1 to 3." in chart and "not enough data" not in chart
+    # A payer without data at any point says so in the chart, not only in its description.
+    empty = line_chart("e", "Sync", times, [Series("P", (None,) * 4), Series("m", (1.0,) * 4)])
+    assert ">not enough data</text>" in empty and "P: not enough data." in empty
 
 
 def test_report_stays_small_with_many_payers_and_a_long_history() -> None:
