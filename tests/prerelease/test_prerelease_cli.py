@@ -239,9 +239,15 @@ def test_bad_usage_exits_2_without_traceback(args: list[str], message: str) -> N
 
 
 def test_unknown_baseline_run_exits_2(tmp_path: Path) -> None:
+    from probe.store.engine import open_store
+
     database = f"sqlite:///{tmp_path / 'empty.db'}"
-    result = CliRunner().invoke(
-        app, ["prerelease", "https://s.example/fhir", "--baseline-run", "7", "--db", database]
-    )
+    args = ["prerelease", "https://s.example/fhir", "--baseline-run", "7", "--db", database]
+    missing = CliRunner().invoke(app, args)
+    assert missing.exit_code == 2 and "no database at" in missing.output
+    assert not (tmp_path / "empty.db").exists()  # a read never creates the database
+    with open_store(database):
+        pass
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert "--baseline-run 7: no such run" in result.output
