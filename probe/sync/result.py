@@ -109,9 +109,20 @@ class TokenFacts:
         }
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class SyncResult:
-    """One test patient's sync: outcome, timings, counts by type, requests by step, findings."""
+    """One test patient's sync: outcome, timings, counts by type, requests by step, findings.
+
+    Its repr is short on purpose: asyncio formats the repr of a finished main task's result
+    when the runner restores the SIGINT handler (``signal.signal`` names the replaced handler,
+    which holds the task), and the generated repr of every exchange and id took seconds.
+    """
+
+    def __repr__(self) -> str:
+        return (
+            f"SyncResult({self.base_url!r}, patient={self.patient_label!r}, "
+            f"outcome={self.outcome!r})"
+        )
 
     base_url: str
     patient_id: str
