@@ -27,6 +27,7 @@ _CRAWL_DEFAULTS = CrawlOptions()
 
 
 def run_command(
+    ctx: typer.Context,
     directory_file: Annotated[Path, typer.Argument(help="the endpoints directory (YAML)")],
     db: DbOption = None,
     only: Annotated[
@@ -62,6 +63,28 @@ def run_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="finish the last interrupted run instead of a new one")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, max=64, metavar="N", help="worker processes on this machine sharing the run"
+        ),
+    ] = 1,
+    join: Annotated[
+        int | None,
+        typer.Option(
+            metavar="RUN",
+            help="join running run RUN as one more worker (any machine sharing the database)",
+        ),
+    ] = None,
+    lease: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            metavar="SECONDS",
+            help="how long a worker's claim on a host lasts unrenewed (a dead worker's hosts "
+            "are taken over after it)",
+        ),
+    ] = _CRAWL_DEFAULTS.lease,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="validate and list what would be probed")
     ] = False,
@@ -99,9 +122,12 @@ def run_command(
     ] = _CRAWL_DEFAULTS.store_down_limit,
 ) -> None:
     """Crawl every endpoint of a directory into the store (the nightly job), then detect drift."""
+    import contextlib
+
     import anyio
     from sqlalchemy.exc import SQLAlchemyError
 
+    from probe.cli.run_workers import PoolReporter, WorkerPool, finish_pooled
     from probe.crawl.crawler import crawl, parse_shard, select_targets, unknown_names
     from probe.crawl.options import CrawlOptions
     from probe.directory.schema import DirectoryError, load_directory
@@ -130,6 +156,9 @@ def run_command(
     except ValueError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from None
+    if join is not None and (resume or workers > 1):
+        err.print("error: --join cannot be combined with --resume or --workers", markup=False)
+        raise typer.Exit(2)
     missing = unknown_names(directory, only or [])
     if missing:
         err.print(f"error: --only names no payer in the directory: {', '.join(missing)}")
@@ -168,6 +197,7 @@ def run_command(
         portal=not no_portal,
         browsers=browsers,
         directory_dir=directory_file.parent.resolve(),
+        lease=lease,
         token_store=token_store,
         verify=ca_bundle or True,
         drift=DriftSettings(
@@ -183,8 +213,11 @@ def run_command(
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_STORE) from None
     lock_name = "nightly" if shard_spec is None else f"nightly:{shard_spec[0]}/{shard_spec[1]}"
+    pool = WorkerPool(ctx, workers)
+    reporter = reporter_for(err)
     try:
-        with store, store.run_lock(lock_name):
+        # A joining worker shares a run whose first worker holds the lock.
+        with store, store.run_lock(lock_name) if join is None else contextlib.nullcontext():
             if resume and resumable_run(store) is None:
                 err.print(NOTHING_TO_RESUME, markup=False)
                 return
@@ -195,13 +228,19 @@ def run_command(
                     directory,
                     chosen,
                     options,
-                    reporter_for(err),
+                    PoolReporter(reporter, pool) if workers > 1 else reporter,
                     secrets=SecretSource(secrets_file),
                     resume=resume,
                     handle_signals=True,
+                    join=join,
                 )
 
-            summary = anyio.run(go)
+            try:
+                summary = anyio.run(go)
+            finally:
+                pool.finish(err)  # the other workers: awaited, or stopped if this one was
+            if workers > 1:
+                summary = finish_pooled(store, summary)
     except RunLockHeld as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_LOCKED) from None
@@ -211,7 +250,9 @@ def run_command(
     console.print(fit_columns(summary_table(summary.outcomes), console.width, SUMMARY_DROPS))
     console.print(
         f"run {summary.run_id} {summary.status}: {len(summary.outcomes)} probed"
-        + (f", {summary.skipped_done} already done" if summary.resumed else ""),
+        + (f" by this worker ({summary.claims.hosts} hosts)" if join or workers > 1 else "")
+        + (f", {summary.skipped_done} already done" if summary.resumed else "")
+        + ("" if summary.ended_run else "; another worker records the end of the run"),
         markup=False,
     )
     for drift_line in summary.drift.lines() if summary.drift else []:  # drift: detection, webhook

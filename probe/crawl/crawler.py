@@ -14,7 +14,7 @@ import signal
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import anyio
@@ -147,8 +147,8 @@ class CrawlSummary:
     drift: NightlyDrift | None = None
     open_circuits: list[OpenCircuit] = field(default_factory=list)
     store_error: str | None = None
-    #: False when other workers still hold part of the run (this worker's share is done).
-    run_finished: bool = True
+    #: False when another worker records the end of the run (this worker's share is done).
+    ended_run: bool = True
     claims: ClaimStats = field(default_factory=ClaimStats)
 
 
@@ -391,8 +391,17 @@ async def crawl(
     store_error: str | None = None
     reporter.started(run_id, len(todo), resumed)
     writer = store.writer(run_id).start()
-    source = ClaimingSource(store, run_id, by_id, writer, window=2 * options.concurrency)
-    run_finished = True
+    source = ClaimingSource(
+        store,
+        run_id,
+        by_id,
+        writer,
+        window=options.concurrency,
+        per_host=options.per_host,
+        store_down_limit=options.store_down_limit,
+        lease=timedelta(seconds=options.lease),
+    )
+    ended_run = True
     try:
         guard = AddressGuard()
         for target, _ in todo:  # the operator's own hosts: they may be on any network
@@ -446,7 +455,7 @@ async def crawl(
                 notes.insert(0, store_error)
             note = "; ".join(notes)[:2000] or None
             try:
-                status, run_finished = await anyio.to_thread.run_sync(
+                status, ended_run = await anyio.to_thread.run_sync(
                     lambda: _finish_share(store, run_id, status, note)
                 )
             except SQLAlchemyError as exc:
@@ -456,11 +465,11 @@ async def crawl(
     summary = CrawlSummary(run_id, status, outcomes, resumed, skipped, gate.stats(), writer_ok)
     summary.open_circuits = _circuits(breaker)
     summary.store_error = store_error
-    summary.run_finished = run_finished
+    summary.ended_run = ended_run
     summary.claims = source.stats
     # -- nightly drift (probe.drift): compare each endpoint with its previous run, notify --
     # Only the worker that finished the run compares it (exactly one of them does).
-    if status is RunStatus.COMPLETED and run_finished and options.drift.enabled:
+    if status is RunStatus.COMPLETED and ended_run and options.drift.enabled:
         summary.drift = await after_run(store, run_id, options.drift)
     return summary
 
@@ -477,7 +486,8 @@ def _check_joinable(store: Store, run_id: int) -> None:
 def _finish_share(
     store: Store, run_id: int, status: RunStatus, note: str | None
 ) -> tuple[RunStatus, bool]:
-    """Record the end of this worker's share; returns (status, whether the run ended).
+    """Record the end of this worker's share; returns (status, whether this worker recorded
+    the end of the run).
 
     A completed share completes the run when nothing of it is left. While other workers hold
     hosts of the run it stays running for them; otherwise what is left makes it interrupted
@@ -486,6 +496,10 @@ def _finish_share(
     if status is RunStatus.COMPLETED:
         if complete_if_finished(store.engine, run_id, note=note):
             return status, True
+        with store.session() as session:
+            row = session.get(ProbeRunRow, run_id)
+            if row is not None and row.status != RunStatus.RUNNING.value:
+                return status, False  # another worker recorded the end (and compared drift)
         if queue_state(store.engine, run_id).held > 0:
             return status, False
         status = RunStatus.INTERRUPTED
@@ -564,6 +578,7 @@ async def _run_all(
         outer.start_soon(watch_store, outer.cancel_scope)
         await source.run(one)
         outer.cancel_scope.cancel()
+    store_gave_up = store_gave_up or source.gave_up
     if store_gave_up is not None:
         return RunStatus.INTERRUPTED, store_gave_up
     return (RunStatus.INTERRUPTED if interrupted else RunStatus.COMPLETED), None

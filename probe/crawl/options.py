@@ -48,6 +48,7 @@ class CrawlOptions:
     store_down_limit: float = 300.0
     browsers: int = 2  # browser authorizations at once across the crawl
     directory_dir: Path | None = None  # where relative login recipe paths start
+    lease: float = 60.0  # seconds a worker's claim on a host lasts without renewal
 
     def to_config(self) -> dict[str, Any]:
         """The options as stored with the run (no secrets here)."""

@@ -61,8 +61,14 @@ def _first_line(exc: BaseException) -> str:
 @dataclass(slots=True)
 class _Held:
     remaining: int
+    #: Targets of this host probed at once: more would only queue at its politeness gate.
+    limiter: anyio.CapacityLimiter
     scopes: set[anyio.CancelScope] = field(default_factory=set)
     lost: bool = False
+
+    def busy(self) -> int:
+        """Targets that can make progress on this host now."""
+        return min(self.remaining, int(self.limiter.total_tokens))
 
 
 @dataclass(slots=True)
@@ -86,6 +92,7 @@ class ClaimingSource:
         writer: StoreWriter,
         *,
         window: int,
+        per_host: int = 2,
         worker: str | None = None,
         lease: timedelta = DEFAULT_LEASE,
         poll: float = 1.0,
@@ -96,6 +103,7 @@ class ClaimingSource:
         self.by_id = by_id
         self.writer = writer
         self.window = max(1, window)
+        self.per_host = max(1, per_host)
         self.worker = worker or worker_name()
         self.lease = lease
         self.poll = poll
@@ -126,7 +134,7 @@ class ClaimingSource:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._heartbeat)
             while True:
-                if self._in_flight >= self.window:
+                if self._capacity() >= self.window:
                     await self._wait_change(self.poll)
                     continue
                 try:
@@ -161,6 +169,10 @@ class ClaimingSource:
                 await self._wait_change(self.poll)
             tg.cancel_scope.cancel()
 
+    def _capacity(self) -> int:
+        """Targets the hosts held now keep busy: another host is claimed below the window."""
+        return sum(held.busy() for held in self._held.values() if not held.lost)
+
     def _claim(self) -> HostClaim | None:
         return claim_host(self.store.engine, self.run_id, self.worker, lease=self.lease)
 
@@ -176,7 +188,9 @@ class ClaimingSource:
             await anyio.to_thread.run_sync(
                 clear_target_observations, self.store.engine, self.run_id, claim.started_ids
             )
-        held = self._held[claim.host] = _Held(remaining=len(claim.endpoint_ids))
+        held = self._held[claim.host] = _Held(
+            remaining=len(claim.endpoint_ids), limiter=anyio.CapacityLimiter(self.per_host)
+        )
         for endpoint_id in claim.endpoint_ids:
             target = self.by_id.get(endpoint_id)
             if target is None:
@@ -201,7 +215,8 @@ class ClaimingSource:
             with anyio.CancelScope() as scope:
                 held.scopes.add(scope)
                 try:
-                    await start(target, endpoint_id)
+                    async with held.limiter:
+                        await start(target, endpoint_id)
                 finally:
                     held.scopes.discard(scope)
         finally:

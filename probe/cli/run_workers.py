@@ -1,0 +1,133 @@
+"""`probe run --workers N`: more worker processes on this machine joining the run it starts.
+
+The process started by the user is worker 1. Once its run exists (the reporter's `started`
+event), it starts N-1 copies of the same command with ``--join RUN`` instead of
+``--workers``; they claim the run's hosts from the store like it does. At the end it waits for
+them, and stops them when it is interrupted itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from probe.crawl.crawler import CrawlReporter, CrawlSummary, TargetOutcome
+    from probe.store.handle import Store
+    from probe.store.tables import RunStatus
+
+#: Options of `probe run` a joining worker must not repeat.
+_NOT_FOR_JOINERS = frozenset({"workers", "join", "resume", "dry_run"})
+
+
+def join_arguments(ctx: typer.Context, run_id: int) -> list[str]:
+    """The command line of `probe run` as this context was given it, joining run `run_id`."""
+    args: list[str] = []
+    positional: list[str] = []
+    for param in ctx.command.params:
+        name = param.name or ""
+        if name in _NOT_FOR_JOINERS or name not in ctx.params:
+            continue
+        value = ctx.params[name]
+        if param.param_type_name == "argument":
+            positional.append(str(value))
+            continue
+        if value is None or value == param.default:
+            continue
+        flag = max(param.opts, key=len)
+        if getattr(param, "is_flag", False):
+            if value:
+                args.append(flag)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                args += [flag, str(item)]
+        else:
+            args += [flag, str(value)]
+    return [*positional, *args, "--join", str(run_id)]
+
+
+class WorkerPool:
+    """The extra worker processes of a run, started when the run exists."""
+
+    def __init__(self, ctx: typer.Context, count: int) -> None:
+        self.ctx = ctx
+        self.count = count
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, run_id: int) -> None:
+        """Start the other workers on run `run_id` (their output: progress lines on stderr)."""
+        command = [sys.executable, "-m", "probe", "run", *join_arguments(self.ctx, run_id)]
+        for _ in range(self.count - 1):
+            self.processes.append(
+                subprocess.Popen(  # noqa: S603 (this very program, with the user's own options)
+                    command, stdout=subprocess.DEVNULL, env=os.environ.copy()
+                )
+            )
+
+    def stop(self) -> None:
+        """Ask the workers to stop (SIGTERM); what they observed stays, the run resumable."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+    def wait(self) -> list[int]:
+        """Wait for every worker; their exit codes."""
+        return [process.wait() for process in self.processes]
+
+    def finish(self, err: Console) -> None:
+        """At the end of this worker's share: wait for the others, or stop them first when
+        this process is being interrupted (an exception is on its way out)."""
+        if not self.processes:
+            return
+        if sys.exc_info()[0] is not None:
+            self.stop()
+        codes = self.wait()
+        if any(codes):
+            err.print(f"worker exit codes: {codes}", markup=False)
+
+
+def finish_pooled(store: Store, summary: CrawlSummary) -> CrawlSummary:
+    """The run's state once every worker of the pool has exited.
+
+    A run no worker could finish (they were killed, or one was interrupted) is marked
+    interrupted so that `probe run --resume` takes it up.
+    """
+    from probe.store.tables import ProbeRunRow, RunStatus
+
+    with store.session() as session:
+        row = session.get(ProbeRunRow, summary.run_id)
+        status = RunStatus(row.status) if row is not None else RunStatus.INTERRUPTED
+    if status is RunStatus.RUNNING:
+        store.finish_run(summary.run_id, RunStatus.INTERRUPTED, note="its workers stopped")
+        status = RunStatus.INTERRUPTED
+    summary.status = status
+    summary.ended_run = True
+    return summary
+
+
+class PoolReporter:
+    """A crawl reporter that starts the pool's workers once the run exists."""
+
+    def __init__(self, inner: CrawlReporter, pool: WorkerPool) -> None:
+        self.inner = inner
+        self.pool = pool
+
+    def started(self, run_id: int, total: int, resumed: bool) -> None:
+        """The run began: start the other workers, then report."""
+        self.pool.start(run_id)
+        self.inner.started(run_id, total, resumed)
+
+    def target_done(self, outcome: TargetOutcome, done: int, total: int) -> None:
+        """One target finished."""
+        self.inner.target_done(outcome, done, total)
+
+    def finished(self, status: RunStatus, outcomes: Sequence[TargetOutcome]) -> None:
+        """This worker's share ended."""
+        self.inner.finished(status, outcomes)
