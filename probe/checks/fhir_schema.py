@@ -87,8 +87,15 @@ def _root_validator() -> Any:
 
 @cache
 def _type_validator(resource_type: str) -> Any:
-    """A validator for one resource type's definition (to name each problem)."""
+    """A validator for one resource type's definition (to name each problem).
+
+    Nested resources (contained, Bundle.entry.resource, Parameters.parameter.resource) are
+    ``ResourceList``, a oneOf over every resource type: an error there would carry every
+    branch's errors (seconds for one Bundle). Here ``ResourceList`` is the false schema, so each
+    nested resource is one cheap error at its path, validated on its own by the caller.
+    """
     document = {k: v for k, v in _schema().document.items() if k not in ("oneOf", "discriminator")}
+    document["definitions"] = dict(document["definitions"], ResourceList=False)
     document["allOf"] = [{"$ref": f"#/definitions/{resource_type}"}]
     return jsonschema_rs.validator_for(document)
 
@@ -139,12 +146,10 @@ def _issues_of(error: Any, prefix: str, at: Any) -> list[ValidationIssue]:
                     "required element is missing (one of " + ", ".join(rule.members) + ")",
                 )
             ]
-    if (
-        isinstance(kind, jsonschema_rs.ValidationErrorKind.OneOfNotValid)
-        and isinstance(at, dict)
-        and "resourceType" in at
-    ):
-        return _resource_issues(at, path)
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.FalseSchema):  # a nested resource
+        if not isinstance(at, dict):
+            return [ValidationIssue(path, f"{_show(at)} is not a resource (a JSON object)")]
+        return [] if _root_validator().is_valid(at) else _resource_issues(at, path)
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.Pattern) and len(schema_path) == 3:
         primitive = str(schema_path[1])
         if primitive == "id" and isinstance(at, str) and len(at) > 64:
@@ -178,10 +183,19 @@ def _resource_issues(resource: dict[str, Any], prefix: str | None = None) -> lis
     where = prefix if prefix is not None else resource_type
     if resource_type not in _schema().resource_types:
         return [ValidationIssue(where, f"{_show(resource_type)} is not a FHIR R4 resource type")]
+    errors = list(_type_validator(resource_type).iter_errors(resource))
+    # A value of the wrong JSON type also fails its primitive's pattern: name the type only.
+    mistyped = {
+        tuple(e.instance_path)
+        for e in errors
+        if isinstance(e.kind, jsonschema_rs.ValidationErrorKind.Type)
+    }
     issues: list[ValidationIssue] = []
-    for error in _type_validator(resource_type).iter_errors(resource):
-        at = _instance_at(resource, list(error.instance_path))
-        issues.extend(_issues_of(error, where, at))
+    for error in errors:
+        parts = tuple(error.instance_path)
+        if parts in mistyped and not isinstance(error.kind, jsonschema_rs.ValidationErrorKind.Type):
+            continue
+        issues.extend(_issues_of(error, where, _instance_at(resource, list(parts))))
     return issues
 
 
