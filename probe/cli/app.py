@@ -112,8 +112,9 @@ COMMANDS: dict[str, LazyCommand] = {
 }
 
 
-def load_command(name: str) -> Command:
-    """The click command of sub-command `name` (its module imported now)."""
+def load_command(name: str, *, polish: bool = True) -> Command:
+    """The click command of sub-command `name` (its module imported now); with `polish`, its
+    help made readable (:func:`probe.cli.options_help.polish_help`)."""
     where = COMMANDS[name]
     target = getattr(importlib.import_module(where.module), where.attribute)
     command: Command
@@ -124,7 +125,7 @@ def load_command(name: str) -> Command:
         single.command(name)(target)
         command = typer.main.get_command(single)
     command.name = name
-    return polish_help(command)
+    return polish_help(command) if polish else command
 
 
 class LazyGroup(HelpGroup):
