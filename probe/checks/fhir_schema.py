@@ -4,8 +4,11 @@ The schema (``data/fhir.schema.json.gz``, id ``http://hl7.org/fhir/json-schema/4
 comes from is in ``data/fhir.schema.json.gz.source.txt``) is loaded once, on first use, and
 completed in memory with what it cannot express (``data/fhir_rules.json``, made by
 ``probe.checks.fhir_schema_rules``): required primitive elements (present as ``code`` or as
-its extension twin ``_code``) and required choice elements (``value[x]``), as ``anyOf`` of
-``required`` under the definition's ``allOf``, so they are checked in Rust with the rest.
+its extension twin ``_code``) and required choice elements (``value[x]``), as ``if``/``then``
+``required`` under the definition's ``allOf``, so they are checked in Rust with the rest. The
+schema declares draft 6, which has no ``if``; it is run as draft 7 (for this schema the two
+differ only in ``if``/``then``/``else`` and in naming the root id ``$id``, unused: every
+reference in it is local).
 
 A valid resource costs one call: the root schema's ``oneOf`` over every resource type
 (``is_valid``). Only an invalid one is validated again against its own type's definition to
@@ -55,8 +58,14 @@ class _Schema:
     rules: dict[tuple[str, int], _Rule]  # (definition, allOf index) -> rule
 
 
-def _required_any(names: list[str]) -> dict[str, Any]:
-    return {"anyOf": [{"required": [n]} for n in names] + [{"required": ["_" + n]} for n in names]}
+def _required_one_of(names: list[str]) -> dict[str, Any]:
+    """Draft 7: unless one of the names (or its "_" twin) is there, the first is required.
+
+    (Not ``anyOf`` of ``required``: a failed ``anyOf`` formats the whole instance into its
+    message, about a millisecond for a large resource; a ``required`` error is a short string.)
+    """
+    present = [{"required": [n]} for n in names] + [{"required": ["_" + n]} for n in names]
+    return {"if": {"not": {"anyOf": present}}, "then": {"required": [names[0]]}}
 
 
 @cache
@@ -70,10 +79,10 @@ def _schema() -> _Schema:
         all_of: list[dict[str, Any]] = list(definition.get("allOf", []))
         for element in spec.get("required", []):
             rules[(name, len(all_of))] = _Rule(element, (element,))
-            all_of.append(_required_any([element]))
+            all_of.append(_required_one_of([element]))
         for prefix, members in spec.get("choices", {}).items():
             rules[(name, len(all_of))] = _Rule(f"{prefix}[x]", tuple(members))
-            all_of.append(_required_any(list(members)))
+            all_of.append(_required_one_of(list(members)))
         definition["allOf"] = all_of
     types = frozenset(document["discriminator"]["mapping"])
     return _Schema(document, types, rules)
@@ -82,7 +91,7 @@ def _schema() -> _Schema:
 @cache
 def _root_validator() -> Any:
     """One validator for every resource type: the root schema's oneOf."""
-    return jsonschema_rs.validator_for(_schema().document)
+    return jsonschema_rs.Draft7Validator(_schema().document)
 
 
 @cache
@@ -97,7 +106,7 @@ def _type_validator(resource_type: str) -> Any:
     document = {k: v for k, v in _schema().document.items() if k not in ("oneOf", "discriminator")}
     document["definitions"] = dict(document["definitions"], ResourceList=False)
     document["allOf"] = [{"$ref": f"#/definitions/{resource_type}"}]
-    return jsonschema_rs.validator_for(document)
+    return jsonschema_rs.Draft7Validator(document)
 
 
 def resource_types() -> frozenset[str]:
@@ -129,23 +138,22 @@ def _issues_of(error: Any, prefix: str, at: Any) -> list[ValidationIssue]:
     schema_path = list(error.schema_path)
     keyword = schema_path[-1] if schema_path else ""
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
-        return [ValidationIssue(f"{path}.{kind.property}", "required element is missing")]
-    if isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
-        return [
-            ValidationIssue(f"{path}.{name}", "is not an element of this type in FHIR R4")
-            for name in kind.unexpected
-        ]
-    if isinstance(kind, jsonschema_rs.ValidationErrorKind.AnyOf) and len(schema_path) >= 4:
-        rule = _schema().rules.get((str(schema_path[-4]), int(schema_path[-2])))
-        if rule is not None and schema_path[-3] == "allOf":
-            if len(rule.members) == 1:
-                return [ValidationIssue(f"{path}.{rule.element}", "required element is missing")]
+        rule = None
+        if len(schema_path) >= 5 and schema_path[-2] == "then" and schema_path[-4] == "allOf":
+            rule = _schema().rules.get((str(schema_path[-5]), int(schema_path[-3])))
+        if rule is not None and len(rule.members) > 1:
             return [
                 ValidationIssue(
                     f"{path}.{rule.element}",
                     "required element is missing (one of " + ", ".join(rule.members) + ")",
                 )
             ]
+        return [ValidationIssue(f"{path}.{kind.property}", "required element is missing")]
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
+        return [
+            ValidationIssue(f"{path}.{name}", "is not an element of this type in FHIR R4")
+            for name in kind.unexpected
+        ]
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.FalseSchema):  # a nested resource
         if not isinstance(at, dict):
             return [ValidationIssue(path, f"{_show(at)} is not a resource (a JSON object)")]
