@@ -16,7 +16,7 @@ from urllib.parse import urlencode, urljoin
 import anyio
 
 from probe.checks.metadata import everything_declared
-from probe.checks.r4_validation import can_validate, validate_r4
+from probe.checks.r4_validation import can_validate, is_valid_r4, validate_r4
 from probe.http.body import operation_outcome_text, parse_json
 from probe.http.fetch import FHIR_JSON, Fetcher
 from probe.http.guard import url_host
@@ -207,13 +207,12 @@ class PatientSync:
             else:
                 r.add_finding("resource_without_id", f"a {rtype} has no id", url)
             self.refs.add_resource(resource, full_url if isinstance(full_url, str) else None)
-            if self.limits.validate and can_validate(rtype):
-                issues = validate_r4(resource)
-                if issues:
-                    r.validation_failures[rtype] += 1
-                    r.validation_samples.setdefault(
-                        rtype, f"{rtype}/{rid}: {issues[0].path}: {issues[0].message}"[:300]
-                    )
+            if self.limits.validate and can_validate(rtype) and not is_valid_r4(resource):
+                r.validation_failures[rtype] += 1
+                if rtype not in r.validation_samples:  # details for the first of a type only
+                    issue = validate_r4(resource)[0]
+                    sample = f"{rtype}/{rid}: {issue.path}: {issue.message}"
+                    r.validation_samples[rtype] = sample[:300]
         if missing_full_url:
             r.add_finding("no_full_url", "Bundle entries without fullUrl", url)
         return len(entries)
