@@ -20,7 +20,7 @@ import pytest
 from pydantic import ValidationError
 
 from probe.checks import fhir_schema
-from probe.checks.r4_validation import ValidationIssue, can_validate, validate_r4
+from probe.checks.r4_validation import ValidationIssue, can_validate, is_valid_r4, validate_r4
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -338,3 +338,11 @@ def test_metadata_check_messages_use_the_new_paths(real: dict[str, dict[str, Any
         ValidationIssue("CapabilityStatement.id", '"IGNORED_FIELD" is not a valid FHIR id'),
         ValidationIssue("CapabilityStatement.date", '"IGNORED_FIELD" is not a valid FHIR dateTime'),
     ]
+
+
+def test_is_valid_r4_agrees_with_validate_r4(real: dict[str, dict[str, Any]]) -> None:
+    """The sync counts with is_valid_r4 and names the problems with validate_r4."""
+    for key, resource in real.items():
+        assert is_valid_r4(resource) == (validate_r4(resource) == []), key
+    assert all(is_valid_r4(r) for r in synthea_resources()[:500])
+    assert not is_valid_r4({"resourceType": "Patient", "id": object()})
