@@ -102,11 +102,50 @@ def _type_validator(resource_type: str) -> Any:
     ``ResourceList``, a oneOf over every resource type: an error there would carry every
     branch's errors (seconds for one Bundle). Here ``ResourceList`` is the false schema, so each
     nested resource is one cheap error at its path, validated on its own by the caller.
+
+    The resource's own ``required``, R4 rules and ``additionalProperties`` are left out (checked
+    by :func:`_top_level_issues`): jsonschema-rs copies an error's instance, the whole resource
+    for these, up to a millisecond each.
     """
     document = {k: v for k, v in _schema().document.items() if k not in ("oneOf", "discriminator")}
-    document["definitions"] = dict(document["definitions"], ResourceList=False)
-    document["allOf"] = [{"$ref": f"#/definitions/{resource_type}"}]
+    top = {
+        k: v
+        for k, v in document["definitions"][resource_type].items()
+        if k not in ("required", "allOf", "additionalProperties")
+    }
+    document["definitions"] = dict(document["definitions"], ResourceList=False, ProbeTop=top)
+    document["allOf"] = [{"$ref": "#/definitions/ProbeTop"}]
     return jsonschema_rs.Draft7Validator(document)
+
+
+def _top_level_issues(
+    resource: dict[str, Any], resource_type: str, where: str
+) -> tuple[list[ValidationIssue], list[ValidationIssue]]:
+    """The resource's own required elements, R4 rules and unknown elements, checked here:
+    (issues to name first, issues to name last)."""
+    schema = _schema()
+    definition = schema.document["definitions"][resource_type]
+    first = [
+        ValidationIssue(f"{where}.{name}", "required element is missing")
+        for name in definition.get("required", [])
+        if name not in resource
+    ]
+    last: list[ValidationIssue] = []
+    for index in range(len(definition.get("allOf", []))):
+        rule = schema.rules.get((resource_type, index))
+        if rule is None or any(m in resource or "_" + m in resource for m in rule.members):
+            continue
+        message = "required element is missing"
+        if len(rule.members) > 1:
+            message += " (one of " + ", ".join(rule.members) + ")"
+        last.append(ValidationIssue(f"{where}.{rule.element}", message))
+    properties = definition["properties"]
+    last.extend(
+        ValidationIssue(f"{where}.{name}", "is not an element of this type in FHIR R4")
+        for name in resource
+        if name not in properties
+    )
+    return first, last
 
 
 def resource_types() -> frozenset[str]:
@@ -198,13 +237,13 @@ def _resource_issues(resource: dict[str, Any], prefix: str | None = None) -> lis
         for e in errors
         if isinstance(e.kind, jsonschema_rs.ValidationErrorKind.Type)
     }
-    issues: list[ValidationIssue] = []
+    issues, last = _top_level_issues(resource, resource_type, where)
     for error in errors:
         parts = tuple(error.instance_path)
         if parts in mistyped and not isinstance(error.kind, jsonschema_rs.ValidationErrorKind.Type):
             continue
         issues.extend(_issues_of(error, where, _instance_at(resource, list(parts))))
-    return issues
+    return issues + last
 
 
 def is_valid_resource(resource: dict[str, Any]) -> bool:
