@@ -259,6 +259,9 @@ def run_command(
         console.print(text_line(drift_line))
     for circuit in summary.open_circuits:  # hosts the breaker stopped (docs/hostile.md)
         console.print(f"circuit open for {circuit.host}: {circuit.reason}", markup=False)
+    from probe.cli.quick_exit import skip_teardown
+
+    skip_teardown()  # the store is closed and the summary printed: no interpreter teardown
     if summary.store_error is not None:
         err.print(
             f"error: {summary.store_error}; endpoints not written are not marked done: "
