@@ -97,7 +97,7 @@ def events_table(events: Sequence[DriftEvent], title: str = "drift events") -> T
     table.add_column("payer", min_width=10)
     table.add_column("endpoint", overflow="fold", min_width=20)
     table.add_column("kind", no_wrap=True)
-    table.add_column("change", no_wrap=True)  # an identifier: never broken
+    table.add_column("change", overflow="fold", min_width=24)
     table.add_column("before → after", overflow="fold", min_width=20)
     table.add_column("reason", overflow="fold", min_width=16)
     for e in events:
@@ -165,7 +165,7 @@ def drift_command(
             "no drift events" + (f" since {since_at:%Y-%m-%d %H:%M} UTC" if since_at else "")
         )
         return
-    console.print(fit_columns(events_table(events), console.width, NARROW_DROPS))
+    console.print(fit_columns(events_table(events), console.width, NARROW_DROPS, ("change",)))
 
 
 @drift_app.command("detect")
@@ -204,7 +204,7 @@ def detect_command(
     console.print(line(detection.summary()))
     if detection.events:
         table = events_table(detection.events, f"drift of run {run_id}")
-        console.print(fit_columns(table, console.width, NARROW_DROPS))
+        console.print(fit_columns(table, console.width, NARROW_DROPS, ("change",)))
     if webhook and detection.new_events:
         events = detection.new_events
 

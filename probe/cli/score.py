@@ -261,7 +261,9 @@ def print_tables(
     """The table output of ``probe score``."""
     console.print(_header(card, database))
     if card.payers:
-        console.print(fit_columns(payers_table(card), console.width, _narrow_drops(card)))
+        console.print(
+            fit_columns(payers_table(card), console.width, _narrow_drops(card), ("Payer",))
+        )
     else:
         console.print("No payer was scored (all excluded).")
     if card.vendors:

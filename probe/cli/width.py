@@ -47,7 +47,7 @@ def _needed(column: Any) -> int:
     longest cell (no-wrap columns) or longest word (columns that crop words rather than fold)."""
     words = str(column.header).split() or [""]
     least = max(max(map(len, words)), column.min_width or 0)
-    if column.overflow == "fold":
+    if column.overflow == "fold" and not column.no_wrap:
         return max(least, MIN_COLUMN)
     for value in column.cells:
         text = str(value)
@@ -64,17 +64,25 @@ def table_width(table: Table) -> int:
     return sum(_needed(c) + padding for c in columns) + separators + edges
 
 
-def fit_columns(table: Table, width: int, droppable: Sequence[str]) -> Table:
+def fit_columns(
+    table: Table, width: int, droppable: Sequence[str], whole: Sequence[str] = ()
+) -> Table:
     """`table` without the columns of `droppable` (headers, least useful first) that a screen
-    `width` columns wide has no room for; the same table when it fits.
+    `width` columns wide has no room for; the same table when it fits. The columns of `whole`
+    (identifiers, names) are kept unbroken when the columns kept leave room for that.
 
     A column's ``min_width`` is read as the narrowest it is readable at; once the columns are
-    chosen rich shares the width out (a forced minimum would push the table past the screen).
+    chosen rich shares the width out (a forced minimum can push a table past the screen, where
+    rich crops it).
     """
     for header in droppable:
         if table_width(table) <= width:
             break
         table.columns[:] = [c for c in table.columns if str(c.header) != header]
+    for column in table.columns:
+        if str(column.header) in whole and not column.no_wrap:
+            column.no_wrap = True
+            column.no_wrap = table_width(table) <= width
     for column in table.columns:
         column.min_width = None
     return table
