@@ -90,8 +90,9 @@ def _schema() -> _Schema:
 
 @cache
 def _root_validator() -> Any:
-    """One validator for every resource type: the root schema's oneOf."""
-    return jsonschema_rs.Draft7Validator(_schema().document)
+    """One validator for every resource type: the root schema's oneOf (offline: every reference
+    in the schema is local, and nothing is ever fetched)."""
+    return jsonschema_rs.Draft7Validator(_schema().document, offline=True)
 
 
 @cache
@@ -115,7 +116,7 @@ def _type_validator(resource_type: str) -> Any:
     }
     document["definitions"] = dict(document["definitions"], ResourceList=False, ProbeTop=top)
     document["allOf"] = [{"$ref": "#/definitions/ProbeTop"}]
-    return jsonschema_rs.Draft7Validator(document)
+    return jsonschema_rs.Draft7Validator(document, offline=True)
 
 
 def _top_level_issues(

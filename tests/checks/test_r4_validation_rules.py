@@ -131,3 +131,24 @@ def test_shipped_rules_name_only_what_the_schema_defines() -> None:
             assert all(m in props for m in members), (definition, members)
     assert sum(len(s.get("required", [])) for s in rules.values()) == 420
     assert sum(len(s.get("choices", {})) for s in rules.values()) == 48
+
+
+def test_every_reference_in_the_completed_schema_is_local() -> None:
+    """The validators are built offline; a reference leaving the document would fail to build
+    rather than reach the network."""
+    refs: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                refs.append(ref)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(fhir_schema._schema().document)
+    assert len(refs) > 10_000
+    assert [r for r in refs if not r.startswith("#/definitions/")] == []
