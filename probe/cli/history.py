@@ -8,7 +8,6 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from probe.cli.fail import fail
@@ -16,8 +15,9 @@ from probe.cli.machine import contract_json
 from probe.cli.options import DbOption
 from probe.cli.reading import read_store, require_known_check
 from probe.cli.safe_text import cell, line
+from probe.cli.width import output_console
 
-_out = Console(highlight=False, soft_wrap=True)
+_out = output_console(highlight=False, soft_wrap=True)  # sized when the command loads
 
 
 def history_command(
