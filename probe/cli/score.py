@@ -194,8 +194,8 @@ def vendors_table(card: Scorecard) -> Table:
     )
     for name, justify in (("Rank", "right"), ("Vendor", "left"), ("Score", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    table.add_column("Payers", overflow="fold")
-    table.add_column("Comment", overflow="fold")
+    table.add_column("Payers", overflow="fold", min_width=24)
+    table.add_column("Comment", overflow="fold", min_width=28)
     for ranked in card.vendors:
         v = ranked.score
         value = (
@@ -226,7 +226,7 @@ def metrics_table(rank: int, s: PayerScore) -> Table:
     table.add_column("Points", justify="right")
     table.add_column("Outcome", overflow="fold", min_width=14)
     table.add_column("Input", overflow="fold", min_width=12)
-    table.add_column("Comment", overflow="fold", min_width=20)
+    table.add_column("Comment", overflow="fold", min_width=28)
     table.add_column("Evidence", overflow="fold")
     for m in s.metrics:
         view = metric_view(m)
@@ -267,7 +267,7 @@ def print_tables(
     else:
         console.print("No payer was scored (all excluded).")
     if card.vendors:
-        console.print(vendors_table(card))
+        console.print(fit_columns(vendors_table(card), console.width, ("Comment",), ("Vendor",)))
     missing = not_enough_data_lines(card)
     if missing:
         console.print(
