@@ -85,6 +85,20 @@ class SyncDigest:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CheckDigest:
+    """What the crawl keeps of a check result for its summary: no message, no evidence."""
+
+    id: str
+    status: Status
+    blocking: bool
+
+    @classmethod
+    def of(cls, result: CheckResult) -> CheckDigest:
+        """The digest of one check result."""
+        return cls(result.id, result.status, result.blocking)
+
+
 @dataclass(slots=True)
 class TargetOutcome:
     """What one target's probe produced, kept small for the summary.
@@ -94,7 +108,7 @@ class TargetOutcome:
 
     target: Target
     endpoint_id: int
-    checks: list[CheckResult] = field(default_factory=list)
+    checks: list[CheckDigest] = field(default_factory=list)
     syncs: list[SyncDigest] = field(default_factory=list)
     error: str | None = None
     duration_ms: float = 0.0
@@ -252,13 +266,13 @@ class Crawler:
         report = await run_discovery(self.fetcher, target.base_url)
         if self.options.drift.observe_keys:  # drift: the jwks_uri's key ids (smart.jwks)
             await observe_key_set(self.fetcher, report)
-        outcome.checks = list(report.results)
+        outcome.checks = [CheckDigest.of(r) for r in report.results]
         await self._write(self._store_report, endpoint_id, report)
         own = target.environment == target.endpoint.environment
         portal_url = target.endpoint.portal_url
         if self.options.portal and own and portal_url:
             portal_checks = await self._portal(endpoint_id, portal_url)
-            outcome.checks += portal_checks
+            outcome.checks += [CheckDigest.of(r) for r in portal_checks]
         reachable = report.result("metadata.reachable").evidence.get("http_status") is not None
         if self.options.sync and own and target.endpoint.credentials is not None and reachable:
             for patient in target.endpoint.test_patients:
