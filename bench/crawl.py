@@ -100,14 +100,15 @@ def child(directory: str, database: str, sync: bool, settings: dict[str, Any]) -
         async def go() -> Any:
             return await crawl(store, d, chosen, options, reporter, secrets=secrets)
 
+        backend_options = {"use_uvloop": True} if settings.get("uvloop") else {}
         if profile:
             import cProfile
 
             profiler = cProfile.Profile()
-            summary = profiler.runcall(anyio.run, go)
+            summary = profiler.runcall(anyio.run, go, backend_options=backend_options)
             profiler.dump_stats(profile)
         else:
-            summary = anyio.run(go)
+            summary = anyio.run(go, backend_options=backend_options)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     print(
         json.dumps(
@@ -267,6 +268,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="request starts/s per host")
     parser.add_argument("--total-requests", type=int, default=256)
     parser.add_argument("--profile", help="cProfile the probe crawl into this file (one run)")
+    parser.add_argument("--uvloop", action="store_true", help="probe's crawl on uvloop")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--ceiling-child", nargs=4, help=argparse.SUPPRESS)
@@ -285,6 +287,7 @@ def main() -> None:
         "rate": args.rate,
         "total_requests": args.total_requests,
         "profile": args.profile,
+        "uvloop": args.uvloop,
     }
     configs = [(args.payers, args.hosts)]
     if args.compare:
