@@ -99,6 +99,11 @@ def sync_command(
         validate=not no_validate,
     )
 
+    if not no_validate:  # the validator builds while discovery waits on the network
+        from probe.sync.session import warm_up_validation
+
+        warm_up_validation()
+
     async def go() -> SyncResult:
         guard = AddressGuard()
         guard.admit(url, token_url)

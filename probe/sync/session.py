@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from probe.checks.fhir_schema import warm
 from probe.directory.secrets import SecretError, SecretSource, TokenStore
 from probe.http.fetch import Fetcher
 from probe.http.redact import redact_text
@@ -14,6 +17,24 @@ from probe.sync.auth import Authorizer, Credentials
 from probe.sync.limits import SyncLimits
 from probe.sync.result import SyncResult
 from probe.sync.runner import PatientSync
+
+_warm_up: threading.Thread | None = None
+
+
+def warm_up_validation() -> None:
+    """Build the R4 validator in the background, once per process, so that its one-time cost
+    (loading the schema, compiling it: a few tenths of a second) overlaps the first requests'
+    wait on the network instead of following it."""
+    global _warm_up
+    if _warm_up is None:
+        _warm_up = threading.Thread(target=_warm, name="r4-validator-warm-up", daemon=True)
+        _warm_up.start()
+
+
+def _warm() -> None:
+    # On failure the first validation builds it again and reports what went wrong.
+    with contextlib.suppress(Exception):
+        warm()
 
 
 async def sync_patient(
