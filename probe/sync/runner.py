@@ -207,15 +207,20 @@ class PatientSync:
             else:
                 r.add_finding("resource_without_id", f"a {rtype} has no id", url)
             self.refs.add_resource(resource, full_url if isinstance(full_url, str) else None)
-            if self.limits.validate and can_validate(rtype) and not is_valid_r4(resource):
-                r.validation_failures[rtype] += 1
-                if rtype not in r.validation_samples:  # details for the first of a type only
-                    issue = validate_r4(resource)[0]
-                    sample = f"{rtype}/{rid}: {issue.path}: {issue.message}"
-                    r.validation_samples[rtype] = sample[:300]
+            self._validate(resource, rtype, rid)
         if missing_full_url:
             r.add_finding("no_full_url", "Bundle entries without fullUrl", url)
         return len(entries)
+
+    def _validate(self, resource: dict[str, Any], rtype: str, rid: Any) -> None:
+        """Count an invalid R4 resource; name the problems of the first of each type only."""
+        r = self.result
+        if self.limits.validate and can_validate(rtype) and not is_valid_r4(resource):
+            r.validation_failures[rtype] += 1
+            if rtype not in r.validation_samples:
+                issue = validate_r4(resource)[0]
+                sample = f"{rtype}/{rid}: {issue.path}: {issue.message}"
+                r.validation_samples[rtype] = sample[:300]
 
     async def _follow(
         self,
@@ -623,6 +628,7 @@ class PatientSync:
                 resolved += 1
                 if isinstance(data.get("id"), str):
                     r.resource_ids[str(data["resourceType"])].add(data["id"])
+                self._validate(data, str(data["resourceType"]), data.get("id"))
             else:
                 unresolved.append(url)
 

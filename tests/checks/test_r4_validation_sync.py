@@ -41,7 +41,23 @@ def test_a_failing_validator_is_a_finding_not_a_crash(monkeypatch: pytest.Monkey
     by_type: dict[str, int] = {}
     for resource in record:
         by_type[resource["resourceType"]] = by_type.get(resource["resourceType"], 0) + 1
+    by_type["Practitioner"] = 2  # read by reference (MockPayer.readable)
     assert result.validation_failures == by_type
     assert result.validation_samples["Patient"] == (
         "Patient/p1: Patient: the validator failed on this resource (RuntimeError: engine failure)"
+    )
+
+
+def test_resources_read_by_reference_are_validated_too() -> None:
+    """Practitioners outside $everything are read to resolve references: validated as well."""
+    readable = {
+        "Practitioner/pr0": {"resourceType": "Practitioner", "id": "pr0", "gender": "f"},
+        "Practitioner/pr1": {"resourceType": "Practitioner", "id": "pr1"},
+    }
+    result = sync(MockPayer(readable=readable), refresh_creds())
+    assert result.references.fetched == 2
+    assert result.validation_failures == {"Practitioner": 1}
+    assert result.validation_samples["Practitioner"] == (
+        'Practitioner/pr0: Practitioner.gender: "f" is not one of the codes male, female, '
+        "other, unknown"
     )
