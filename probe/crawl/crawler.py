@@ -56,7 +56,7 @@ from probe.store.runs import (
 from probe.store.tables import ProbeRunRow, RunKind, RunStatus, TargetStatus
 from probe.store.writer import StoreWriter
 from probe.sync.result import SyncResult
-from probe.sync.session import sync_patient
+from probe.sync.session import sync_patient, warm_up_validation
 
 log = logging.getLogger(__name__)
 
@@ -369,6 +369,7 @@ async def crawl(
     The crawl is a worker of its run: it claims the run's hosts from the store (see
     probe.crawl.workers), so other processes may `join` the same run and share its targets.
     """
+    warm_up_validation()  # built while the store is set up and the first answers are awaited
     if join is None:
         store.mark_stale_runs_interrupted()
     ids = await anyio.to_thread.run_sync(store.upsert_directory, directory)
