@@ -154,6 +154,11 @@ def resource_types() -> frozenset[str]:
     return _schema().resource_types
 
 
+def warm() -> None:
+    """Load the schema and build the validator now rather than on the first resource."""
+    _root_validator()
+
+
 def _show(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=True, default=str)
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
