@@ -346,3 +346,11 @@ def test_is_valid_r4_agrees_with_validate_r4(real: dict[str, dict[str, Any]]) ->
         assert is_valid_r4(resource) == (validate_r4(resource) == []), key
     assert all(is_valid_r4(r) for r in synthea_resources()[:500])
     assert not is_valid_r4({"resourceType": "Patient", "id": object()})
+
+
+def test_warm_builds_the_validator_once() -> None:
+    fhir_schema.warm()
+    built = fhir_schema._root_validator()
+    fhir_schema.warm()
+    assert fhir_schema._root_validator() is built
+    assert fhir_schema._root_validator.cache_info().currsize == 1
