@@ -30,7 +30,8 @@ that R4B does not, and its false alarms on the Synthea patient. The one-time cos
 build) is measured in fresh processes.
 
     .venv/bin/python bench/validate.py                    # 7 rounds
-    .venv/bin/python bench/validate.py --rounds 11 --fastjsonschema   # + minutes to compile
+    .venv/bin/pip install fastjsonschema      # for --fastjsonschema only (not a dependency)
+    .venv/bin/python bench/validate.py --rounds 7 --fastjsonschema   # + a minute, 3 GB
 """
 
 from __future__ import annotations
@@ -165,7 +166,10 @@ def validators(commit: str, with_fastjsonschema: bool) -> dict[str, Validator]:
 
 
 def fastjsonschema_validator(document: dict[str, Any]) -> Validator:
-    import fastjsonschema
+    try:
+        import fastjsonschema
+    except ImportError:  # not a dependency of probe
+        raise SystemExit("--fastjsonschema: .venv/bin/pip install fastjsonschema first") from None
 
     start = time.perf_counter()
     code = fastjsonschema.compile_to_code(document)
