@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -33,6 +34,7 @@ RULES_FILE = DATA / "fhir_rules.json"
 SCHEMA_ID = "http://hl7.org/fhir/json-schema/4.0"
 MAX_VALUE_CHARS = 80
 MAX_MESSAGE_CHARS = 300
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +144,7 @@ def _top_level_issues(
         last.append(ValidationIssue(f"{where}.{rule.element}", message))
     properties = definition["properties"]
     last.extend(
-        ValidationIssue(f"{where}.{name}", "is not an element of this type in FHIR R4")
+        ValidationIssue(f"{where}.{_element(name)}", "is not an element of this type in FHIR R4")
         for name in resource
         if name not in properties
     )
@@ -157,6 +159,12 @@ def resource_types() -> frozenset[str]:
 def warm() -> None:
     """Load the schema and build the validator now rather than on the first resource."""
     _root_validator()
+
+
+def _element(name: str) -> str:
+    """An unknown element's name for a path: as sent when it is a plain name, else quoted JSON
+    (no control characters or markup from the server reaches a terminal or a report)."""
+    return name if _PLAIN_NAME.fullmatch(name) else _show(name)
 
 
 def _show(value: Any) -> str:
@@ -191,7 +199,7 @@ def _issues_of(error: Any, prefix: str, at: Any) -> list[ValidationIssue]:
         return [ValidationIssue(f"{path}.{kind.property}", "required element is missing")]
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
         return [
-            ValidationIssue(f"{path}.{name}", "is not an element of this type in FHIR R4")
+            ValidationIssue(f"{path}.{_element(name)}", "is not an element of this type in FHIR R4")
             for name in kind.unexpected
         ]
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.FalseSchema):  # a nested resource

@@ -354,3 +354,13 @@ def test_warm_builds_the_validator_once() -> None:
     fhir_schema.warm()
     assert fhir_schema._root_validator() is built
     assert fhir_schema._root_validator.cache_info().currsize == 1
+
+
+def test_unknown_element_names_from_the_server_are_quoted_when_not_plain() -> None:
+    issues = validate_r4(
+        {"resourceType": "Patient", "\x1b[31mred": 1, "name": [{"given\n": ["x"]}]}
+    )
+    assert [i.path for i in issues] == [
+        'Patient.name[0]."given\\n"',
+        'Patient."\\u001b[31mred"',
+    ]
