@@ -8,7 +8,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from probe.checks.fhir_schema import warm
 from probe.directory.secrets import SecretError, SecretSource, TokenStore
 from probe.http.fetch import Fetcher
 from probe.http.redact import redact_text
@@ -34,6 +33,8 @@ def warm_up_validation() -> None:
 def _warm() -> None:
     # On failure the first validation builds it again and reports what went wrong.
     with contextlib.suppress(Exception):
+        from probe.checks.fhir_schema import warm
+
         warm()
 
 
