@@ -315,10 +315,10 @@ def crawl(
         "--total-requests", str(settings["total_requests"]),
         "--timeout", "60",
     ]  # fmt: skip
-    prefix = [PYTHON]
     if settings.get("profile"):
-        prefix += ["-m", "cProfile", "-o", settings["profile"]]
-    command = [*prefix, "-m", "probe.cli", *args]
+        command = [PYTHON, __file__, "--profile-child", settings["profile"], *args]
+    else:
+        command = [PYTHON, "-m", "probe.cli", *args]
     log = workdir / f"{label}.log"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     fleet_before = sum(proc_cpu_s(p) for p in fleet_pids)
@@ -374,6 +374,34 @@ def crawl(
     }
 
 
+def profile_child(out: str, args: list[str]) -> None:
+    """In the crawling process: `probe ARGS` under cProfile, the stats written to `out`.
+
+    `python -m cProfile` writes nothing here: `probe run` ends with ``os._exit`` once its
+    summary is printed (probe/cli/quick_exit.py), so the stats are dumped on the way out.
+    """
+    import cProfile
+
+    profiler = cProfile.Profile()
+    real_exit = os._exit
+
+    def dump_then_exit(code: int) -> None:
+        profiler.disable()
+        profiler.dump_stats(out)
+        real_exit(code)
+
+    os._exit = dump_then_exit  # type: ignore[assignment]
+    sys.argv = ["probe", *args]
+    from probe.cli.app import main as probe_main
+
+    profiler.enable()
+    try:
+        probe_main()
+    finally:
+        profiler.disable()
+        profiler.dump_stats(out)
+
+
 def loadavg() -> str:
     """The 1/5/15-minute load averages."""
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -397,6 +425,9 @@ def main() -> None:
     parser.add_argument("--extrapolate", type=int, default=29_400, help="model time at N")
     parser.add_argument("--extrapolate-hosts", type=int, default=300)
     parser.add_argument("--json", action="store_true", help="JSON lines instead of markdown")
+    if len(sys.argv) > 2 and sys.argv[1] == "--profile-child":
+        profile_child(sys.argv[2], sys.argv[3:])
+        return
     args = parser.parse_args()
     workers = [int(w) for w in args.workers.split(",")]
     settings = {
@@ -488,7 +519,8 @@ def report(
             f"{r['fleet_cores']:.2f}",
             f"{r['others_cores']:.2f}",
             ", ".join(str(x) for x in r["peak_rss_mib"]),
-            f"{r['exit']}{' (capped)' if r['capped'] else ''}",
+            f"{r['exit']}{' (capped)' if r['capped'] else ''}"
+            + ("" if r["done"] == args.endpoints else f" ({args.endpoints - r['done']} not done)"),
         ]
         print("| " + " | ".join(str(c) for c in cells) + " |")
     for r in rows:
