@@ -63,12 +63,11 @@ def sync_command(
     pause_gc()  # a bounded one-shot sync: reference counting frees its pages (see quick_exit)
     import anyio
 
-    from probe.checks.discovery import run_discovery
     from probe.directory.secrets import SecretSource, TokenStore
     from probe.http.fetch import Fetcher, new_client
     from probe.http.guard import AddressGuard
     from probe.sync.limits import SyncLimits
-    from probe.sync.session import sync_patient
+    from probe.sync.session import fetch_documents, sync_patient
 
     url = base_url_argument(base_url)
     if output_format.lower() not in ("table", "json"):
@@ -110,16 +109,17 @@ def sync_command(
         async with new_client(verify=ca_bundle or True, guard=guard) as client:
             breaker = bounds.breaker_for(breaker_threshold)
             fetcher = Fetcher(client, limits, breaker=breaker, guard=guard)
-            report = await run_discovery(fetcher, url)
+            # The two documents the sync reads, without discovery's checks (none is printed).
+            documents = await fetch_documents(fetcher, url)
             return await sync_patient(
                 fetcher,
-                report.base_url,
+                documents.base_url,
                 patient,
                 credentials,
                 SecretSource(),
                 patient_label=label,
-                capability=report.documents.get("capability"),
-                smart_configuration=report.documents.get("smart_configuration"),
+                capability=documents.capability,
+                smart_configuration=documents.smart_configuration,
                 token_store=TokenStore(token_store) if token_store else None,
                 limits=sync_limits,
             )

@@ -5,17 +5,56 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+
+from probe.checks import metadata, smart
+from probe.checks.discovery import SMART_PATH
 from probe.directory.secrets import SecretError, SecretSource, TokenStore
-from probe.http.fetch import Fetcher
+from probe.http.fetch import FHIR_JSON, Fetcher
 from probe.http.redact import redact_text
-from probe.models import Exchange
+from probe.http.urls import join, normalize_base
+from probe.models import Exchange, ExtractStep
 from probe.sync.auth import Authorizer, Credentials
 from probe.sync.limits import SyncLimits
 from probe.sync.result import SyncResult
 from probe.sync.runner import PatientSync
+
+
+@dataclass(frozen=True, slots=True)
+class ServerDocuments:
+    """The discovery documents a sync reads: the CapabilityStatement and SMART configuration."""
+
+    base_url: str
+    capability: dict[str, Any] | None
+    smart_configuration: dict[str, Any] | None
+
+
+async def fetch_documents(fetcher: Fetcher, base_url: str) -> ServerDocuments:
+    """Fetch the CapabilityStatement and the SMART configuration at once, as discovery does,
+    without running the discovery checks (`probe sync` prints none of them)."""
+    base = normalize_base(base_url)
+    follow = fetcher.limits.cross_origin_redirects
+    fetched: dict[str, list[Exchange]] = {}
+
+    async def get(key: str, url: str, accept: str) -> None:
+        fetched[key] = await fetcher.get(
+            url, step=ExtractStep.DISCOVERY, accept=accept, follow_cross_origin=follow
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(get, "metadata", join(base, "metadata"), FHIR_JSON)
+        tg.start_soon(get, "smart", join(base, SMART_PATH), "application/json")
+    depth = fetcher.limits.max_json_depth
+    return ServerDocuments(
+        base,
+        metadata.observe(base, fetched["metadata"], max_depth=depth).document,
+        smart.observe(base, fetched["smart"], max_depth=depth).document,
+    )
+
 
 _warm_up: threading.Thread | None = None
 
