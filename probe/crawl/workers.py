@@ -10,6 +10,7 @@ this way; a worker killed mid-run stops renewing and its hosts are taken over by
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -61,14 +62,11 @@ def _first_line(exc: BaseException) -> str:
 @dataclass(slots=True)
 class _Held:
     remaining: int
-    #: Targets of this host probed at once: more would only queue at its politeness gate.
-    limiter: anyio.CapacityLimiter
+    #: Targets of this host not started yet; `lanes` tasks take them one after another.
+    queue: deque[tuple[Target, int]]
+    lanes: int = 0
     scopes: set[anyio.CancelScope] = field(default_factory=set)
     lost: bool = False
-
-    def busy(self) -> int:
-        """Targets that can make progress on this host now."""
-        return min(self.remaining, int(self.limiter.total_tokens))
 
 
 @dataclass(slots=True)
@@ -171,7 +169,7 @@ class ClaimingSource:
 
     def _capacity(self) -> int:
         """Targets the hosts held now keep busy: another host is claimed below the window."""
-        return sum(held.busy() for held in self._held.values() if not held.lost)
+        return sum(held.lanes for held in self._held.values() if not held.lost)
 
     def _claim(self) -> HostClaim | None:
         return claim_host(self.store.engine, self.run_id, self.worker, lease=self.lease)
@@ -188,41 +186,51 @@ class ClaimingSource:
             await anyio.to_thread.run_sync(
                 clear_target_observations, self.store.engine, self.run_id, claim.started_ids
             )
-        held = self._held[claim.host] = _Held(
-            remaining=len(claim.endpoint_ids), limiter=anyio.CapacityLimiter(self.per_host)
-        )
+        queue: deque[tuple[Target, int]] = deque()
+        unlisted: list[int] = []
         for endpoint_id in claim.endpoint_ids:
             target = self.by_id.get(endpoint_id)
             if target is None:
-                await anyio.to_thread.run_sync(self._not_listed, endpoint_id)
-                await self._target_finished(claim.host)
-                continue
+                unlisted.append(endpoint_id)
+            else:
+                queue.append((target, endpoint_id))
+        held = self._held[claim.host] = _Held(remaining=len(claim.endpoint_ids), queue=queue)
+        for endpoint_id in unlisted:
+            await anyio.to_thread.run_sync(self._not_listed, endpoint_id)
+            await self._target_finished(claim.host)
+        # Targets of one host probed at once: more would only queue at its politeness gate
+        # (and hold memory): `per_host` lanes each take the host's next target in turn.
+        for _ in range(min(self.per_host, len(queue))):
+            held.lanes += 1
             self._in_flight += 1
-            self.stats.targets += 1
-            tg.start_soon(self._one, claim.host, held, target, endpoint_id, start)
+            tg.start_soon(self._lane, claim.host, held, start)
 
-    async def _one(
+    async def _lane(
         self,
         host: str,
         held: _Held,
-        target: Target,
-        endpoint_id: int,
         start: Callable[[Target, int], Awaitable[None]],
     ) -> None:
         try:
-            if held.lost:
-                return
-            with anyio.CancelScope() as scope:
-                held.scopes.add(scope)
+            while held.queue and not held.lost:
+                target, endpoint_id = held.queue.popleft()
+                self.stats.targets += 1
                 try:
-                    async with held.limiter:
-                        await start(target, endpoint_id)
+                    with anyio.CancelScope() as scope:
+                        held.scopes.add(scope)
+                        try:
+                            await start(target, endpoint_id)
+                        finally:
+                            held.scopes.discard(scope)
                 finally:
-                    held.scopes.discard(scope)
+                    with anyio.CancelScope(shield=True):
+                        await self._target_finished(host)
         finally:
+            held.lanes -= 1
             self._in_flight -= 1
-            with anyio.CancelScope(shield=True):
-                await self._target_finished(host)
+            if held.lost and held.lanes == 0 and self._held.get(host) is held:
+                del self._held[host]  # its new holder finishes it
+            self._notify()
 
     async def _target_finished(self, host: str) -> None:
         held = self._held.get(host)
