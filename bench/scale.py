@@ -324,6 +324,7 @@ def crawl(
     fleet_before = sum(proc_cpu_s(p) for p in fleet_pids)
     machine_before = machine_busy_s()
     peaks: dict[int, float] = {}
+    cpu_seen: dict[int, float] = {}  # last utime+stime of each probe process (killed ones too)
     capped = False
     t0 = time.perf_counter()
     with log.open("wb") as sink:
@@ -333,6 +334,7 @@ def crawl(
                 hwm = vm_hwm_mib(pid)
                 if hwm is not None:
                     peaks[pid] = max(peaks.get(pid, 0.0), hwm)
+                    cpu_seen[pid] = max(cpu_seen.get(pid, 0.0), proc_cpu_s(pid))
             if time.perf_counter() - t0 > settings["cap"]:
                 capped = True
                 process.send_signal(signal.SIGINT)
@@ -348,7 +350,11 @@ def crawl(
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     fleet_cpu = sum(proc_cpu_s(p) for p in fleet_pids) - fleet_before
     machine = machine_busy_s() - machine_before
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    # getrusage counts reaped processes only: a worker orphaned by a kill is polled instead.
+    cpu = max(
+        (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        sum(cpu_seen.values()),
+    )
     store = stored(url)
     drop_schema(schema)
     done = store.get("targets", {}).get("done", 0)
