@@ -68,9 +68,9 @@ class LogReporter:
         """Log one finished target."""
         self._line(f"[{done}/{total}] {_describe(outcome)}")
 
-    def finished(self, status: RunStatus, outcomes: Sequence[TargetOutcome]) -> None:
+    def finished(self, status: RunStatus, probed: int) -> None:
         """Log the end of the run."""
-        self._line(f"run {status}: {len(outcomes)} endpoints probed")
+        self._line(f"run {status}: {probed} endpoints probed")
 
 
 class RichReporter:
@@ -103,7 +103,7 @@ class RichReporter:
             name = safe_markup(safe(outcome.target.payer.name, one_line=True)[:30])
             self.progress.update(self.task, advance=1, last=name)
 
-    def finished(self, status: RunStatus, outcomes: Sequence[TargetOutcome]) -> None:
+    def finished(self, status: RunStatus, probed: int) -> None:
         """Remove the bar."""
         self.progress.stop()
 

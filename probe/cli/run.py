@@ -248,8 +248,14 @@ def run_command(
         err.print(f"error: the store failed: {exc}", markup=False)
         raise typer.Exit(EXIT_STORE) from None
     console.print(fit_columns(summary_table(summary.outcomes), console.width, SUMMARY_DROPS))
+    if summary.probed > len(summary.outcomes):  # the rest is in the store, not in memory
+        console.print(
+            f"(the table lists the first {len(summary.outcomes)} of {summary.probed} endpoints; "
+            "`probe history` and `probe report` read them all from the store)",
+            markup=False,
+        )
     console.print(
-        f"run {summary.run_id} {summary.status}: {len(summary.outcomes)} probed"
+        f"run {summary.run_id} {summary.status}: {summary.probed} probed"
         + (f" by this worker ({summary.claims.hosts} hosts)" if join or workers > 1 else "")
         + (f", {summary.skipped_done} already done" if summary.resumed else "")
         + ("" if summary.ended_run else "; another worker records the end of the run"),

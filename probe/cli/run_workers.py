@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import typer
@@ -128,6 +127,6 @@ class PoolReporter:
         """One target finished."""
         self.inner.target_done(outcome, done, total)
 
-    def finished(self, status: RunStatus, outcomes: Sequence[TargetOutcome]) -> None:
+    def finished(self, status: RunStatus, probed: int) -> None:
         """This worker's share ended."""
-        self.inner.finished(status, outcomes)
+        self.inner.finished(status, probed)

@@ -135,8 +135,8 @@ class CrawlReporter(Protocol):
     def target_done(self, outcome: TargetOutcome, done: int, total: int) -> None:
         """One target finished."""
 
-    def finished(self, status: RunStatus, outcomes: Sequence[TargetOutcome]) -> None:
-        """The run ended."""
+    def finished(self, status: RunStatus, probed: int) -> None:
+        """The run (this worker's share of it) ended after probing `probed` targets."""
 
 
 @dataclass(slots=True, repr=False)
@@ -153,6 +153,7 @@ class CrawlSummary:
 
     run_id: int
     status: RunStatus
+    #: The first `CrawlOptions.keep_outcomes` outcomes (the store has every one).
     outcomes: list[TargetOutcome]
     resumed: bool
     skipped_done: int = 0
@@ -164,6 +165,24 @@ class CrawlSummary:
     #: False when another worker records the end of the run (this worker's share is done).
     ended_run: bool = True
     claims: ClaimStats = field(default_factory=ClaimStats)
+    #: Targets this process probed (outcomes beyond the kept ones are counted, not held).
+    probed: int = 0
+
+
+@dataclass(slots=True)
+class OutcomeLog:
+    """The outcomes a crawl keeps for its summary: every one counted, the first `keep` held
+    (memory stays flat in the directory's size; the store has them all)."""
+
+    keep: int
+    kept: list[TargetOutcome] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, outcome: TargetOutcome) -> None:
+        """Count an outcome, and hold it while fewer than `keep` are held."""
+        self.count += 1
+        if len(self.kept) < self.keep:
+            self.kept.append(outcome)
 
 
 def parse_shard(value: str) -> tuple[int, int]:
@@ -401,7 +420,8 @@ async def crawl(
     todo = [(by_id[eid], eid) for eid in todo_ids]
     gate = Politeness(per_host=options.per_host, rate=options.rate, total=options.total_requests)
     breaker = CircuitBreaker(options.breaker_threshold) if options.breaker_threshold > 0 else None
-    outcomes: list[TargetOutcome] = []
+    log_of = OutcomeLog(options.keep_outcomes)
+    outcomes = log_of.kept
     status = RunStatus.COMPLETED
     store_error: str | None = None
     reporter.started(run_id, len(todo), resumed)
@@ -435,7 +455,7 @@ async def crawl(
             fetcher = Fetcher(client, options.limits, gate=gate, breaker=breaker, guard=guard)
             crawler = Crawler(fetcher, writer, secrets, options)
             status, store_error = await _run_all(
-                crawler, source, len(todo), options, reporter, outcomes, handle_signals
+                crawler, source, len(todo), options, reporter, log_of, handle_signals
             )
     except BaseException:
         status = RunStatus.INTERRUPTED
@@ -476,8 +496,9 @@ async def crawl(
             except SQLAlchemyError as exc:
                 log.error("could not record the end of run %s: %s", run_id, exc)
                 store_error = store_error or f"could not record the end of the run: {exc}"
-        reporter.finished(status, outcomes)
+        reporter.finished(status, log_of.count)
     summary = CrawlSummary(run_id, status, outcomes, resumed, skipped, gate.stats(), writer_ok)
+    summary.probed = log_of.count
     summary.open_circuits = _circuits(breaker)
     summary.store_error = store_error
     summary.ended_run = ended_run
@@ -534,7 +555,7 @@ async def _run_all(
     total: int,
     options: CrawlOptions,
     reporter: CrawlReporter,
-    outcomes: list[TargetOutcome],
+    outcomes: OutcomeLog,
     handle_signals: bool,
 ) -> tuple[RunStatus, str | None]:
     """Probe every target; returns the status and, if the store stopped the run, why."""
@@ -553,8 +574,8 @@ async def _run_all(
                         endpoint_id, TargetStatus.FAILED, error=outcome.error
                     )
                 )
-        outcomes.append(outcome)
-        reporter.target_done(outcome, len(outcomes), max(total, len(outcomes)))
+        outcomes.add(outcome)
+        reporter.target_done(outcome, outcomes.count, max(total, outcomes.count))
 
     async def watch(scope: anyio.CancelScope) -> None:
         nonlocal interrupted

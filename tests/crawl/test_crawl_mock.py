@@ -227,3 +227,13 @@ def test_shards_partition_the_directory(shards: int, expected_total: int) -> Non
         seen += [t.key for t in select_targets(d, shard=(i, shards))]
     assert sorted(seen) == sorted(t.key for t in select_targets(d))
     assert len(seen) == expected_total
+
+
+def test_outcome_log_counts_every_outcome_and_holds_only_the_first() -> None:
+    from probe.crawl.crawler import OutcomeLog, TargetOutcome
+
+    log = OutcomeLog(keep=2)
+    outcomes = [TargetOutcome(target=None, endpoint_id=i) for i in range(5)]  # type: ignore[arg-type]
+    for outcome in outcomes:
+        log.add(outcome)
+    assert log.count == 5 and log.kept == outcomes[:2]
