@@ -205,7 +205,15 @@ def _refresh(p: PayerInputs, w: Window, r: Rubric) -> Resolved:
     evidence = evidence_of(samples)
     if configured is not None:
         evidence = (*evidence, "configured:refresh_token_max_days")
-    value = {"issued": issued, "max_days": max_days, "configured_max_days": configured}
+    # No maximum (configured `.inf`): strict JSON says `null` plus `indefinite`, and the rubric
+    # compares a number longer than any band's bound.
+    indefinite = max_days is not None and math.isinf(max_days)
+    value = {
+        "issued": issued,
+        "max_days": None if indefinite else max_days,
+        "configured_max_days": None if indefinite else configured,
+        "indefinite": indefinite,
+    }
     if issued is False:
         return Resolved(
             choice="not_available",
@@ -222,14 +230,19 @@ def _refresh(p: PayerInputs, w: Window, r: Rubric) -> Resolved:
             evidence=evidence,
             comment="refresh token issued; maximum authorization period unknown",
         )
+    period = "no maximum" if indefinite else f"{fmt_number(max_days)} days"
     return Resolved(
-        number=Fraction(repr(float(max_days))),
+        number=NO_MAXIMUM_DAYS if indefinite else Fraction(repr(float(max_days))),
         input_value=value,
         evidence=evidence,
         samples=1,
-        comment=f"maximum authorization period {fmt_number(max_days)} days"
+        comment=f"maximum authorization period {period}"
         + (" (configured)" if configured is not None else " (observed)"),
     )
+
+
+#: The number a refresh token without a maximum lifetime is scored as (a thousand years).
+NO_MAXIMUM_DAYS = Fraction(365_000)
 
 
 def _inactive(p: PayerInputs, w: Window, r: Rubric) -> Resolved:

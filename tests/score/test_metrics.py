@@ -100,6 +100,18 @@ def test_refresh_token_configured_max_days_wins_over_observed_lifetime() -> None
     assert metric("refresh_token", longest).points == 6
 
 
+def test_a_refresh_token_without_maximum_scores_top_and_stays_strict_json() -> None:
+    import json
+
+    row = metric("refresh_token", payer(facts=EndpointFacts(refresh_token_max_days=float("inf"))))
+    assert row.points == 10
+    assert "no maximum" in row.comment
+    assert row.input_value["indefinite"] is True and row.input_value["max_days"] is None
+    json.dumps(row.input_value, allow_nan=False)  # no Infinity anywhere
+    observed = payer(refresh=(sample(RefreshInput(issued=True, max_days=float("inf"))),))
+    assert metric("refresh_token", observed).points == 10
+
+
 def test_inactive_member_access_choices() -> None:
     unknown_duration = metric("inactive_member_access", payer(inactive_access_available=True))
     assert (unknown_duration.points, unknown_duration.outcome) == (1, "unknown_duration")
