@@ -127,7 +127,7 @@ def run_command(
     import anyio
     from sqlalchemy.exc import SQLAlchemyError
 
-    from probe.cli.run_workers import PoolReporter, WorkerPool, finish_pooled
+    from probe.cli.run_workers import PoolReporter, WorkerPool, finish_pooled, pooled_line
     from probe.crawl.crawler import crawl, parse_shard, select_targets, unknown_names
     from probe.crawl.options import CrawlOptions
     from probe.directory.schema import DirectoryError, load_directory
@@ -241,6 +241,7 @@ def run_command(
                 pool.finish(err)  # the other workers: awaited, or stopped if this one was
             if workers > 1:
                 summary = finish_pooled(store, summary)
+                whole_run = pooled_line(store, summary.run_id)
     except RunLockHeld as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_LOCKED) from None
@@ -261,6 +262,8 @@ def run_command(
         + ("" if summary.ended_run else "; another worker records the end of the run"),
         markup=False,
     )
+    if workers > 1:
+        console.print(whole_run, markup=False)
     for drift_line in summary.drift.lines() if summary.drift else []:  # drift: detection, webhook
         console.print(text_line(drift_line))
     for circuit in summary.open_circuits:  # hosts the breaker stopped (docs/hostile.md)

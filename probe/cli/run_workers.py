@@ -111,6 +111,19 @@ def finish_pooled(store: Store, summary: CrawlSummary) -> CrawlSummary:
     return summary
 
 
+def pooled_line(store: Store, run_id: int) -> str:
+    """One line on the whole shared run, from the store: targets by status and workers."""
+    from probe.store.claims import run_tally
+
+    tally = run_tally(store.engine, run_id)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(tally.targets.items()))
+    shares = ", ".join(str(n) for n in sorted(tally.hosts_by_worker.values(), reverse=True))
+    return (
+        f"run {run_id} as a whole: {sum(tally.targets.values())} endpoints ({counts}); "
+        f"{len(tally.hosts_by_worker)} workers took {shares} hosts"
+    )
+
+
 class PoolReporter:
     """A crawl reporter that starts the pool's workers once the run exists."""
 

@@ -357,3 +357,33 @@ def reopen_targets(engine: Engine, run_id: int, endpoint_ids: list[int]) -> None
             )
             .values(status=HostStatus.PENDING.value, finished_at=None)
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RunTally:
+    """A shared run as the store has it: targets by status and hosts per worker."""
+
+    targets: dict[str, int]
+    hosts_by_worker: dict[str, int]
+
+
+def run_tally(engine: Engine, run_id: int) -> RunTally:
+    """Count the run's targets by status and the hosts each worker handed back or holds."""
+    with engine.connect() as conn:
+        targets = {
+            status: int(count)
+            for status, count in conn.execute(
+                select(RunTargetRow.status, func.count())
+                .where(RunTargetRow.run_id == run_id)
+                .group_by(RunTargetRow.status)
+            )
+        }
+        workers = {
+            str(worker): int(count)
+            for worker, count in conn.execute(
+                select(RunHostRow.worker, func.count())
+                .where(RunHostRow.run_id == run_id, RunHostRow.worker.is_not(None))
+                .group_by(RunHostRow.worker)
+            )
+        }
+    return RunTally(targets, workers)

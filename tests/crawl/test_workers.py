@@ -100,6 +100,8 @@ def test_two_workers_store_what_one_worker_stores_and_stay_polite(
     assert done.returncode == 0, done.stderr[-3000:]
     run = kr.latest_run(store_url)
     assert run is not None and run[1] == "completed"
+    # The first worker reports the whole run, from the store.
+    assert f"run {run[0]} as a whole: 16 endpoints (16 done); 2 workers took" in done.stdout
     assert kr.differences(expected, kr.stored_results(store_url, run[0])) == []
     hosts = _hosts(store_url, run[0])
     assert len(hosts) == 8 and all(status == "done" for _, status, _, _ in hosts)

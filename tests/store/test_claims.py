@@ -14,6 +14,7 @@ from probe.store.claims import (
     register_hosts,
     release_host,
     renew_leases,
+    run_tally,
 )
 from probe.store.handle import Store
 from probe.store.runs import register_targets
@@ -149,3 +150,17 @@ def test_concurrent_claimers_never_share_a_host(store: Store) -> None:
     assert not errors
     assert len(taken) == 24
     assert all(len(names) == 1 for names in taken.values())
+
+
+def test_tally_counts_targets_and_each_worker_s_hosts(store: Store) -> None:
+    run_id, _ = _run_with_hosts(store, {"a.example": 2, "b.example": 1})
+    first = claim_host(store.engine, run_id, "w1", lease=LEASE)
+    assert first is not None
+    _finish(store, run_id, first.endpoint_ids, TargetStatus.DONE)
+    assert claim_host(store.engine, run_id, "w2", lease=LEASE) is not None
+    tally = run_tally(store.engine, run_id)
+    assert tally.targets == {
+        "done": len(first.endpoint_ids),
+        "pending": 3 - len(first.endpoint_ids),
+    }
+    assert tally.hosts_by_worker == {"w1": 1, "w2": 1}
