@@ -141,5 +141,10 @@ class PoolReporter:
         self.inner.target_done(outcome, done, total)
 
     def finished(self, status: RunStatus, probed: int) -> None:
-        """This worker's share ended."""
+        """This worker's share ended: when it was cut short (a signal, the store down), the
+        other workers are stopped too rather than awaited."""
+        from probe.store.tables import RunStatus
+
+        if status is not RunStatus.COMPLETED:
+            self.pool.stop()
         self.inner.finished(status, probed)

@@ -160,3 +160,35 @@ def test_a_killed_worker_s_hosts_are_finished_by_the_other(
     hosts = _hosts(store_url, run[0])
     assert all(status == "done" for _, status, _, _ in hosts)
     assert any(claims >= 2 for _, _, _, claims in hosts), hosts  # one host was taken over
+
+
+def test_sigterm_to_the_first_worker_stops_them_all_and_resume_finishes(
+    fleet: tuple[FleetProcess, Any], store_url: str
+) -> None:
+    served, expected = fleet
+    kr = kill_resume_bench()
+    first = subprocess.Popen(
+        _command(served.directory, store_url, "--workers", "2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    # Wait until both workers hold hosts, then interrupt the first one only (as `kill PID`).
+    while len({w for _, status, w, _ in _hosts_of_latest(store_url) if status == "claimed"}) < 2:
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.05)
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=60)  # returns only once the other worker stopped too
+    assert first.returncode == 130, err[-3000:]
+    run = kr.latest_run(store_url)
+    assert run is not None and run[1] == "interrupted"
+    resumed = _probe_run(served.directory, store_url, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert kr.latest_run(store_url) == (run[0], "completed")
+    assert kr.differences(expected, kr.stored_results(store_url, run[0])) == []
+
+
+def _hosts_of_latest(db: str) -> list[tuple[str, str, str | None, int]]:
+    run = kill_resume_bench().latest_run(db)
+    return [] if run is None else _hosts(db, run[0])
