@@ -323,10 +323,32 @@ def _line_index(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...
             _line_index(item, (*path, i), out)
 
 
-def _nearest_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int:
+class _LineIndex:
+    """Line numbers by location, built from the YAML text only when a problem needs one.
+
+    A valid directory never needs them; building them for every node of a large directory
+    cost several KiB per endpoint at the load's peak.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._table: dict[tuple[Any, ...], int] | None = None
+
+    def table(self) -> dict[tuple[Any, ...], int]:
+        """Location -> line, for every mapping key and node."""
+        if self._table is None:
+            self._table = {}
+            node, _ = _compose_and_load(self._text)
+            if node is not None:
+                _line_index(node, (), self._table)
+        return self._table
+
+
+def _nearest_line(lines: _LineIndex, loc: tuple[Any, ...]) -> int:
+    table = lines.table()
     for cut in range(len(loc), -1, -1):
-        if loc[:cut] in lines:
-            return lines[loc[:cut]]
+        if loc[:cut] in table:
+            return table[loc[:cut]]
     return 1
 
 
@@ -444,9 +466,9 @@ def parse_directory(text: str, path: Path) -> Directory:
         raise DirectoryError(
             path, [f"{path}:{line}: (top level): expected a mapping with 'payers'"]
         )
-    lines: dict[tuple[Any, ...], int] = {}
-    _line_index(node, (), lines)
+    lines = _LineIndex(text)
     found: list[tuple[int, str]] = _duplicate_keys(node, ())
+    del node  # the node tree is large; line numbers are rebuilt from the text if needed
     secret_locs = _inline_secrets(data)
     found += [
         (
@@ -476,7 +498,7 @@ def parse_directory(text: str, path: Path) -> Directory:
 
 
 def _authorize_needs_refresh_token(
-    directory: Directory, lines: dict[tuple[Any, ...], int]
+    directory: Directory, lines: _LineIndex
 ) -> list[tuple[int, str]]:
     """`authorize:` blocks on endpoints whose credentials are not of kind refresh_token."""
     found: list[tuple[int, str]] = []
@@ -521,15 +543,13 @@ def _duplicate_keys(node: yaml.Node, path: tuple[Any, ...]) -> list[tuple[int, s
     return found
 
 
-def _duplicate_payers(
-    data: dict[Any, Any], lines: dict[tuple[Any, ...], int]
-) -> list[tuple[int, str]]:
+def _duplicate_payers(data: dict[Any, Any], lines: _LineIndex) -> list[tuple[int, str]]:
     """Payer names used twice, reported at the second use (even when other fields are invalid)."""
     payers = data.get("payers")
     if not isinstance(payers, list):
         return []
     found: list[tuple[int, str]] = []
-    first: dict[str, int] = {}
+    first: dict[str, int] = {}  # name -> index of its first payer
     for i, payer in enumerate(payers):
         name = payer.get("name") if isinstance(payer, dict) else None
         if not isinstance(name, str):
@@ -540,11 +560,11 @@ def _duplicate_payers(
                 (
                     _nearest_line(lines, loc),
                     f"{_dotted(loc)}: payer name {name!r} appears twice "
-                    f"(first at line {first[name]})",
+                    f"(first at line {_nearest_line(lines, ('payers', first[name], 'name'))})",
                 )
             )
         else:
-            first[name] = _nearest_line(lines, loc)
+            first[name] = i
     return found
 
 
