@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 from pathlib import Path
 
 
@@ -31,13 +30,11 @@ def main() -> None:
     if not 10 <= args.subnet <= 250:
         parser.error("--subnet must be 10-250 (127.0.0.x and 127.0.1.x are the fleet's own)")
 
-    import anyio
-
     import probe.fleet.sites as sites
     from probe.fleet.app import Fleet
     from probe.fleet.catalog import directory_text, write_secrets
     from probe.fleet.config import load_fleet_config
-    from probe.fleet.serve import bind_fleet, serve_forever
+    from probe.fleet.serve import bind_fleet, serve_until_signal
 
     subnet = args.subnet
 
@@ -59,21 +56,7 @@ def main() -> None:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, args.directory_out)
 
-    async def run() -> None:
-        stop = anyio.Event()
-
-        async def watch_signals() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    stop.set()
-                    return
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch_signals)
-            await serve_forever(fleet, sockets, stop, ready)
-            tg.cancel_scope.cancel()
-
-    anyio.run(run)
+    serve_until_signal(fleet, sockets, ready)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -93,12 +92,11 @@ def serve(
 ) -> None:
     """Serve the fleet until Ctrl-C/SIGTERM; write its directory once it is listening."""
     require_fleet_extra()
-    import anyio
 
     from probe.fleet.app import Fleet
     from probe.fleet.catalog import directory_text, write_secrets
     from probe.fleet.config import FleetConfigError, default_config, load_fleet_config
-    from probe.fleet.serve import bind_fleet, serve_forever, with_hosts
+    from probe.fleet.serve import bind_fleet, serve_until_signal, with_hosts
 
     try:
         fleet_config = load_fleet_config(config) if config else default_config()
@@ -141,19 +139,5 @@ def serve(
             err=True,
         )
 
-    async def main() -> None:
-        stop = anyio.Event()
-
-        async def watch_signals() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    stop.set()
-                    return
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch_signals)
-            await serve_forever(fleet, sockets, stop, ready)
-            tg.cancel_scope.cancel()
-
-    anyio.run(main)
+    serve_until_signal(fleet, sockets, ready)
     typer.echo("fleet: stopped", err=True)

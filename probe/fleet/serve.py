@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Generator
@@ -147,6 +148,28 @@ async def running_fleet(
 
 def _hostile_up(hostile: HostileServer, fleet: Fleet) -> bool:
     return hostile.started or not fleet.hostile_addresses
+
+
+def serve_until_signal(
+    fleet: Fleet, sockets: list[socket.socket], on_ready: Callable[[], None] | None = None
+) -> None:
+    """Serve in this thread until SIGINT or SIGTERM (`probe fleet serve` and the benches)."""
+
+    async def main() -> None:
+        stop = anyio.Event()
+
+        async def watch_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    stop.set()
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_signals)
+            await serve_forever(fleet, sockets, stop, on_ready)
+            tg.cancel_scope.cancel()
+
+    anyio.run(main)
 
 
 async def serve_forever(

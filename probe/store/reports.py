@@ -127,33 +127,8 @@ def latest_check_results(
         )
         .order_by(PayerRow.name, EndpointRow.environment, EndpointRow.id, CheckResultRow.check_id)
     ).all()
+    # Columns in StoredCheck's order; evidence that is not an object reads as empty.
     return [
-        StoredCheck(
-            row_id,
-            run_id,
-            payer,
-            endpoint_id,
-            environment,
-            base_url,
-            check_id,
-            status,
-            severity,
-            message,
-            evidence if isinstance(evidence, dict) else {},
-            observed_at,
-        )
-        for (
-            row_id,
-            run_id,
-            payer,
-            endpoint_id,
-            environment,
-            base_url,
-            check_id,
-            status,
-            severity,
-            message,
-            evidence,
-            observed_at,
-        ) in rows
+        StoredCheck(*row[:10], row[10] if isinstance(row[10], dict) else {}, row[11])
+        for row in rows
     ]

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from probe.cli.app import app
-from probe.crawl.crawler import TargetOutcome, crawl, select_targets
+from probe.crawl.crawler import crawl, select_targets
 from probe.crawl.options import CrawlOptions
 from probe.directory.schema import Directory, parse_directory
 from probe.directory.secrets import SecretSource
@@ -28,6 +28,7 @@ from probe.http.limits import Limits
 from probe.store.handle import Store
 from probe.store.tables import RunStatus
 from tests.crawl.test_crawl_mock import capability_statement, smart_configuration
+from tests.drift.fleet_runs import Quiet
 
 HOSTS = 4
 PER_HOST_ENDPOINTS = 3
@@ -80,17 +81,6 @@ def directory() -> Directory:
         for e in range(PER_HOST_ENDPOINTS)
     ]
     return parse_directory(yaml.safe_dump({"version": 1, "payers": payers}), Path("test.yaml"))
-
-
-class Quiet:
-    def started(self, run_id: int, total: int, resumed: bool) -> None:
-        pass
-
-    def target_done(self, outcome: TargetOutcome, done: int, total: int) -> None:
-        pass
-
-    def finished(self, status: RunStatus, outcomes: Any) -> None:
-        pass
 
 
 def crawl_with(store: Store, recorder: Recorder, options: CrawlOptions) -> tuple[float, Any]:

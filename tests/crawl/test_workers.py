@@ -59,6 +59,12 @@ def _command(directory: Path, db: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "probe", "run", str(directory), "--db", db, *RUN, *extra]
 
 
+def _spawn(directory: Path, db: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        _command(directory, db, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 def _probe_run(directory: Path, db: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         _command(directory, db, *extra), capture_output=True, text=True, timeout=300
@@ -118,23 +124,13 @@ def test_a_killed_worker_s_hosts_are_finished_by_the_other(
 ) -> None:
     served, expected = fleet
     kr = kill_resume_bench()
-    first = subprocess.Popen(
-        _command(served.directory, store_url, "--lease", "2"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = _spawn(served.directory, store_url, "--lease", "2")
     try:
         deadline = time.monotonic() + 60
         while (run := kr.latest_run(store_url)) is None:
             assert time.monotonic() < deadline and first.poll() is None
             time.sleep(0.1)
-        second = subprocess.Popen(
-            _command(served.directory, store_url, "--lease", "2", "--join", str(run[0])),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        second = _spawn(served.directory, store_url, "--lease", "2", "--join", str(run[0]))
         # Kill the joiner as soon as it holds a host, mid-work.
         deadline = time.monotonic() + 60
         marker = f":{second.pid}:"
@@ -167,12 +163,7 @@ def test_sigterm_to_the_first_worker_stops_them_all_and_resume_finishes(
 ) -> None:
     served, expected = fleet
     kr = kill_resume_bench()
-    first = subprocess.Popen(
-        _command(served.directory, store_url, "--workers", "2"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = _spawn(served.directory, store_url, "--workers", "2")
     deadline = time.monotonic() + 60
     # Wait until both workers hold hosts, then interrupt the first one only (as `kill PID`).
     while len({w for _, status, w, _ in _hosts_of_latest(store_url) if status == "claimed"}) < 2:

@@ -59,6 +59,7 @@ from probe.store.tables import (
 )
 from probe.sync.result import SyncResult
 from tests.discovery_docs import capability_statement, smart_configuration
+from tests.drift.fleet_runs import Quiet
 from tests.servers import Route, serve
 
 TOKEN = "s3cr3t/T0ken+value=xyz789"
@@ -210,17 +211,6 @@ class HostileFleet:
             }
             return _json(200, bundle)
         return _json(400, _outcome(f"invalid header Authorization: {auth} (jwt={TOKEN})"))
-
-
-class Quiet:
-    def started(self, run_id: int, total: int, resumed: bool) -> None:
-        pass
-
-    def target_done(self, outcome: TargetOutcome, done: int, total: int) -> None:
-        pass
-
-    def finished(self, status: RunStatus, outcomes: Any) -> None:
-        pass
 
 
 def _crawl(store: Store, fleet: HostileFleet, directory: Directory | None = None) -> CrawlSummary:
