@@ -17,16 +17,14 @@ failing. Every outcome has a stable ``error_class`` (see docs/hostile.md): trans
 from __future__ import annotations
 
 import logging
-import math
 import random
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Protocol
 from urllib.parse import urljoin
 
@@ -45,6 +43,7 @@ from probe.http.decode import (
 )
 from probe.http.guard import AddressGuard
 from probe.http.limits import Limits
+from probe.http.politeness import rate_limit_info, retry_after_seconds
 from probe.http.redact import redact_url
 from probe.http.urls import origin_of, printable_url, url_problem
 from probe.models import Exchange, ExtractStep
@@ -63,10 +62,19 @@ _SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"
 _Streamed = tuple[int, list[tuple[str, str]], bytes, bool, int | None, int, tuple[str, str] | None]
 
 
-class HostGate(Protocol):
-    """Per-host politeness: concurrency and minimum interval, applied around each request."""
+class GateSlot(Protocol):
+    """One request's hold on its host's slot: the host's answer goes back to the gate."""
 
-    def slot(self, host: str) -> AbstractAsyncContextManager[None]:  # pragma: no cover
+    def answered(self, status: int, headers: Sequence[tuple[str, str]]) -> None:  # pragma: no cover
+        """Tell the gate how the host answered (a 429, Retry-After, rate-limit headers)."""
+        ...
+
+
+class HostGate(Protocol):
+    """Per-host politeness: concurrency and pace, applied around each request, adapted to
+    each host's answers (see :mod:`probe.http.politeness`)."""
+
+    def slot(self, host: str) -> AbstractAsyncContextManager[GateSlot]:  # pragma: no cover
         """An async context that holds one request slot for `host`."""
         ...
 
@@ -189,8 +197,13 @@ class Fetcher:
         )
 
     def retry_delay(self, exchange: Exchange, attempt: int) -> float:
-        """Seconds to wait before the next attempt: Retry-After when given, else backoff+jitter."""
+        """Seconds to wait before the next attempt: Retry-After when given, else the reset of
+        an exhausted rate-limit quota (RateLimit, X-RateLimit-*), else backoff+jitter."""
         told = retry_after_seconds(exchange.header("retry-after"))
+        if told is None and exchange.status in (429, 503):
+            quota = rate_limit_info(exchange.headers)
+            if quota.remaining == 0 and quota.reset_s is not None:
+                told = quota.reset_s
         if told is not None:
             return float(min(told, self.limits.max_retry_after))
         backoff = min(self.limits.backoff_max, self.limits.backoff_base * (2.0**attempt))
@@ -347,10 +360,12 @@ class Fetcher:
         if self.gate is None:
             return await self._on_the_wire(method, url, headers, content, progress)
         queued = time.perf_counter()
-        async with self.gate.slot(host):
+        async with self.gate.slot(host) as held:
             progress.waited += time.perf_counter() - queued
             self._check_circuit(host)  # it may have opened while this request waited
-            return await self._on_the_wire(method, url, headers, content, progress)
+            streamed = await self._on_the_wire(method, url, headers, content, progress)
+            held.answered(streamed[0], streamed[1])  # a 429 or rate-limit headers pace the host
+            return streamed
 
     async def _on_the_wire(
         self,
@@ -610,26 +625,6 @@ def _headers_for(
             continue
         headers[key] = value
     return headers
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Parse a Retry-After header given as delta-seconds or an HTTP-date; None when absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 def classify_transport_error(exc: BaseException) -> tuple[str, str]:
