@@ -136,15 +136,22 @@ class DanglingReferencesParams(_Params):
 
 
 class RateLimitedParams(_Params):
-    """Every `every`-th request to this payer answers 429.
+    """Every `every`-th request to this payer answers 429; or, with `limit`, a real limiter:
+    a request beyond `limit` answered in the last `window_s` seconds answers 429.
 
-    `style`: ``seconds`` (Retry-After delta-seconds), ``http_date`` (Retry-After HTTP-date) or
-    ``ratelimit`` (only the draft RateLimit header, no Retry-After).
+    `style`: ``seconds`` (Retry-After delta-seconds), ``http_date`` (Retry-After HTTP-date),
+    ``ratelimit`` (only the draft RateLimit header, no Retry-After) or ``none`` (a bare 429).
+    With `limit`, the wait told is the time until the window has room again (at least 1 s),
+    not `retry_after`. Payers naming the same `bucket` share one limiter (a platform limiting
+    a whole host); without it each payer has its own.
     """
 
     every: int = Field(default=5, ge=1)
     retry_after: int = Field(default=1, ge=0, le=3600)
-    style: Literal["seconds", "http_date", "ratelimit"] = "seconds"
+    style: Literal["seconds", "http_date", "ratelimit", "none"] = "seconds"
+    limit: int | None = Field(default=None, ge=1)
+    window_s: float = Field(default=3.0, gt=0, le=3600)
+    bucket: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class SlowParams(_Params):

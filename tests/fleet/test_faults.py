@@ -148,3 +148,32 @@ async def test_plain_asgi_transport_raises_fleet_reset() -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fleet.app)) as client:
         with pytest.raises(FleetReset):
             await client.get(fleet.base_url("p") + "/metadata")
+
+
+async def test_rate_limited_window_limiter_shared_by_a_bucket(client_for: Client) -> None:
+    """With `limit`, a sliding window: the third request within the window is refused, for
+    either payer of the bucket, and told how long until there is room (a long window, so no
+    request here can leave it)."""
+    limited = {"rate_limited": {"limit": 2, "window_s": 600, "bucket": "h", "style": "ratelimit"}}
+    fleet = make_fleet(
+        {"slug": "p", "archetypes": [limited]}, {"slug": "q", "archetypes": [limited]}
+    )
+    client = client_for(fleet)
+    statuses = []
+    for slug in ("p", "q", "q", "p"):
+        response = await client.get(fleet.base_url(slug) + "/metadata")
+        statuses.append(response.status_code)
+    assert statuses == [200, 200, 429, 429]
+    assert "remaining=0" in response.headers["ratelimit"]
+    assert int(response.headers["ratelimit"].rsplit("=", 1)[1]) > 500
+
+
+async def test_rate_limited_window_limiter_bare_429(client_for: Client) -> None:
+    fleet = make_fleet(
+        {"slug": "p", "archetypes": [{"rate_limited": {"limit": 1, "style": "none"}}]}
+    )
+    client = client_for(fleet)
+    assert (await client.get(fleet.base_url("p") + "/metadata")).status_code == 200
+    refused = await client.get(fleet.base_url("p") + "/metadata")
+    assert refused.status_code == 429
+    assert "retry-after" not in refused.headers and "ratelimit" not in refused.headers
