@@ -21,12 +21,11 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
-
-import jsonschema_rs
 
 DATA = Path(__file__).resolve().parent / "data"
 SCHEMA_FILE = DATA / "fhir.schema.json.gz"
@@ -70,8 +69,19 @@ def _required_one_of(names: list[str]) -> dict[str, Any]:
     return {"if": {"not": {"anyOf": present}}, "then": {"required": [names[0]]}}
 
 
+# One load and one build per process, whichever thread asks first (the sync's warm-up thread or
+# the first validation): the others wait for it instead of building their own.
+_building = threading.RLock()
+
+
 @cache
 def _schema() -> _Schema:
+    with _building:
+        return _load_schema()
+
+
+@cache
+def _load_schema() -> _Schema:
     document: dict[str, Any] = json.loads(gzip.decompress(SCHEMA_FILE.read_bytes()))
     rule_file: dict[str, Any] = json.loads(RULES_FILE.read_text(encoding="utf-8"))
     definitions: dict[str, Any] = document["definitions"]
@@ -94,6 +104,14 @@ def _schema() -> _Schema:
 def _root_validator() -> Any:
     """One validator for every resource type: the root schema's oneOf (offline: every reference
     in the schema is local, and nothing is ever fetched)."""
+    with _building:
+        return _build_root_validator()
+
+
+@cache
+def _build_root_validator() -> Any:
+    import jsonschema_rs  # here, not at import: about 15 ms the sync's start does not wait for
+
     return jsonschema_rs.Draft7Validator(_schema().document, offline=True)
 
 
@@ -118,6 +136,8 @@ def _type_validator(resource_type: str) -> Any:
     }
     document["definitions"] = dict(document["definitions"], ResourceList=False, ProbeTop=top)
     document["allOf"] = [{"$ref": "#/definitions/ProbeTop"}]
+    import jsonschema_rs
+
     return jsonschema_rs.Draft7Validator(document, offline=True)
 
 
@@ -181,6 +201,8 @@ def _join(prefix: str, parts: list[str | int]) -> str:
 
 def _issues_of(error: Any, prefix: str, at: Any) -> list[ValidationIssue]:
     """The issues one jsonschema-rs error stands for (at: the instance it is about)."""
+    import jsonschema_rs
+
     kind = error.kind
     path = _join(prefix, list(error.instance_path))
     schema_path = list(error.schema_path)
@@ -239,6 +261,8 @@ def _resource_issues(resource: dict[str, Any], prefix: str | None = None) -> lis
     where = prefix if prefix is not None else resource_type
     if resource_type not in _schema().resource_types:
         return [ValidationIssue(where, f"{_show(resource_type)} is not a FHIR R4 resource type")]
+    import jsonschema_rs
+
     errors = list(_type_validator(resource_type).iter_errors(resource))
     # A value of the wrong JSON type also fails its primitive's pattern: name the type only.
     mistyped = {

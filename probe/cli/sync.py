@@ -67,7 +67,7 @@ def sync_command(
     from probe.http.fetch import Fetcher, new_client
     from probe.http.guard import AddressGuard
     from probe.sync.limits import SyncLimits
-    from probe.sync.session import fetch_documents, sync_patient
+    from probe.sync.session import fetch_documents, sync_patient, warm_up_validation
 
     url = base_url_argument(base_url)
     if output_format.lower() not in ("table", "json"):
@@ -98,11 +98,6 @@ def sync_command(
         validate=not no_validate,
     )
 
-    if not no_validate:  # the validator builds while discovery waits on the network
-        from probe.sync.session import warm_up_validation
-
-        warm_up_validation()
-
     async def go() -> SyncResult:
         guard = AddressGuard()
         guard.admit(url, token_url)
@@ -111,6 +106,11 @@ def sync_command(
             fetcher = Fetcher(client, limits, breaker=breaker, guard=guard)
             # The two documents the sync reads, without discovery's checks (none is printed).
             documents = await fetch_documents(fetcher, url)
+            if not no_validate:
+                # The validator's one-time build (a tenth of a second or two, holding the GIL)
+                # starts now, as the patient's first request goes out: it runs while the server
+                # prepares $everything instead of delaying the requests.
+                warm_up_validation()
             return await sync_patient(
                 fetcher,
                 documents.base_url,
