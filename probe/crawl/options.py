@@ -13,9 +13,9 @@ from probe.sync.limits import SyncLimits
 
 #: Endpoints probed at once (`--concurrency`). Probing is latency-bound: an endpoint's discovery
 #: is about three round trips (the three documents at once, then the JWKS, then the portal), so
-#: at a payer's 150 ms latency 64 endpoints in flight finish about 140 a second, more than the
-#: politeness of even 100 hosts allows (100 x 5 requests/s over ~5 requests an endpoint); at
-#: 1 s latency still about 20 a second.
+#: at a payer's 150 ms latency 64 endpoints in flight finish about 140 a second: what the
+#: politeness of 70 hosts allows (70 x 10 requests/s over ~5 requests an endpoint); at 1 s
+#: latency still about 20 a second.
 DEFAULT_CONCURRENCY = 64
 #: Requests in flight in the whole process (`--total-requests`). Politeness allows at most
 #: min(H x per_host / L, H x rate) requests a second over H hosts at latency L; the process-wide
@@ -23,9 +23,13 @@ DEFAULT_CONCURRENCY = 64
 #: the default 2 each busy (politeness alone then allows 640 requests/s at 150 ms). It bounds
 #: sockets and memory, not politeness.
 DEFAULT_TOTAL_REQUESTS = 256
-#: Per host (`--per-host`, `--rate`): what one payer's server sees, whatever the totals.
+#: Per host (`--per-host`, `--rate`): what one payer's server sees, whatever the totals. Both
+#: are ceilings: the pace adapts below them to what each host says (429/503, Retry-After,
+#: RateLimit headers; probe/http/politeness.py). 10 starts/s with 2 in flight is 6 % of the
+#: 500 requests per 3 s the State of the Payer report's throttling payer moved to; a payer still
+#: at its old 10 per 3 s answers 429 and is paced at half, then a quarter (docs/crawl.md).
 DEFAULT_PER_HOST = 2
-DEFAULT_RATE = 5.0
+DEFAULT_RATE = 10.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,7 @@ class RequestRecord:
             "status": self.status,
             "reset": self.reset,
             "duration_ms": round(self.duration_ms, 1),
+            "started": round(self.started, 4),  # the server's clock (perf_counter), seconds
             "headers": [[k, _mask(k, v)] for k, v in self.headers],
         }
 

@@ -5,22 +5,24 @@ in the current directory. Only SQLite (the standard ``sqlite3`` driver) and Post
 psycopg 3 are supported; ``postgresql://`` URLs are normalised to ``postgresql+psycopg://``.
 Migrations live in the repository's ``migrations/`` directory, found relative to this package,
 and run programmatically (no ``alembic.ini`` or working directory needed).
+
+Start-up: Alembic is imported only when a database needs migrating (or a command asks for it).
+Whether it does is decided cheaply: the stored revision is read with one query, and this
+code's revisions are read from the version files' text (a simple chain: no import of them);
+anything else (a merge, branches) is left to Alembic.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
@@ -28,6 +30,10 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from probe.store.errors import StoreError
 from probe.store.handle import Store
 from probe.store.tables import metadata
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 ENV_VAR = "PROBE_DATABASE_URL"
 DEFAULT_URL = "sqlite:///probe.db"
@@ -157,6 +163,8 @@ def migrations_dir() -> Path:
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic Config for probe's migrations, optionally bound to an open connection."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     if connection is not None:
@@ -165,11 +173,58 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
+
+
+_ASSIGNED = r"^{name}\s*(?::[^=\n]*)?=\s*(?:None|[\"']([^\"'\n]+)[\"'])\s*(?:#.*)?$"
+_REVISION, _DOWN, _BRANCHES, _DEPENDS = (
+    re.compile(_ASSIGNED.format(name=name), re.MULTILINE)
+    for name in ("revision", "down_revision", "branch_labels", "depends_on")
+)
+
+
+def _revision_chain() -> tuple[str, ...] | None:
+    """This code's revisions, oldest first, read from the version files' text (no import);
+    None when they are not one simple chain that this reading is sure of."""
+    versions = migrations_dir() / "versions"
+    try:
+        stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in versions.glob("*.py")))
+    except OSError:
+        return None
+    return _chain_of(str(versions), stamp)
+
+
+@cache
+def _chain_of(versions: str, stamp: tuple[tuple[str, int], ...]) -> tuple[str, ...] | None:
+    """The chain of revisions in `versions` (`stamp`: its files and their mtimes, the cache key)."""
+    after: dict[str | None, str] = {}
+    for name, _ in stamp:
+        try:
+            source = Path(versions, name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        found = [pattern.findall(source) for pattern in (_REVISION, _DOWN, _BRANCHES, _DEPENDS)]
+        if any(len(matches) != 1 for matches in found):
+            return None  # not read with certainty: let Alembic read it
+        (revision,), (down,), (branches,), (depends,) = found
+        if not revision or branches or depends or (down or None) in after:
+            return None  # a branch label, a dependency, or two children of one revision
+        after[down or None] = revision
+    chain: list[str] = []
+    cursor: str | None = None
+    while cursor in after:
+        cursor = after[cursor]
+        chain.append(cursor)
+    return tuple(chain) if chain and len(chain) == len(after) else None
 
 
 def head_revision() -> str:
     """The newest migration revision this code knows."""
+    chain = _revision_chain()
+    if chain is not None:
+        return chain[-1]
     heads = _script().get_heads()
     if len(heads) != 1:
         raise StoreError(f"probe's migrations have {len(heads)} heads; expected exactly one")
@@ -178,6 +233,9 @@ def head_revision() -> str:
 
 def known_revisions() -> list[str]:
     """Every migration revision this code knows, oldest first."""
+    chain = _revision_chain()
+    if chain is not None:
+        return list(chain)
     return [rev.revision for rev in reversed(list(_script().walk_revisions()))]
 
 
@@ -211,8 +269,11 @@ def revision_state(engine: Engine) -> RevisionState:
     """Read the database's current revision and classify it against this code's migrations."""
     try:
         with engine.connect() as conn:
-            heads = MigrationContext.configure(conn).get_current_heads()
             tables = set(inspect(conn).get_table_names())
+            heads: tuple[str, ...] = ()
+            if "alembic_version" in tables:  # what Alembic's MigrationContext reads, directly
+                rows = conn.execute(text("SELECT version_num FROM alembic_version"))
+                heads = tuple(str(row[0]) for row in rows)
     except DBAPIError as exc:
         raise _connect_error(exc, engine.url) from None
     if len(heads) > 1:
@@ -262,6 +323,9 @@ def require_usable(engine: Engine, *, migrate: bool) -> RevisionState:
 
 
 def _run_alembic(engine: Engine, action: str, revision: str) -> None:
+    from alembic import command
+    from alembic.util.exc import CommandError
+
     try:
         with engine.begin() as conn:
             if conn.dialect.name == "postgresql":

@@ -147,7 +147,7 @@ def test_defaults_are_sized_for_latency_bound_work() -> None:
     """docs/crawl.md: with H hosts, p in flight and r starts/s per host at latency L,
     politeness allows min(H*p/L, H*r) requests/s; the totals must not bind first."""
     options = CrawlOptions()
-    assert (options.per_host, options.rate) == (2, 5.0)
+    assert (options.per_host, options.rate) == (2, 10.0)
     assert options.total_requests >= 128 * options.per_host  # 128 hosts all busy
     # 64 endpoints of ~5 requests in ~3 round trips at 150 ms: more than 16 hosts allow.
     hosts, latency, requests_per_endpoint, round_trips = 16, 0.15, 5, 3
@@ -167,7 +167,7 @@ payers:
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        ([], {"concurrency": 64, "total_requests": 256, "per_host": 2, "rate": 5.0}),
+        ([], {"concurrency": 64, "total_requests": 256, "per_host": 2, "rate": 10.0}),
         (
             ["--concurrency", "7", "--total-requests", "9", "--per-host", "3", "--rate", "2.5"],
             {"concurrency": 7, "total_requests": 9, "per_host": 3, "rate": 2.5},
