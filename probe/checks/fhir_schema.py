@@ -1,7 +1,11 @@
 """FHIR R4 structural validation on the official HL7 FHIR R4 JSON Schema, with jsonschema-rs.
 
 The schema (``data/fhir.schema.json.gz``, id ``http://hl7.org/fhir/json-schema/4.0``; where it
-comes from is in ``data/fhir.schema.json.gz.source.txt``) is loaded once, on first use, and
+comes from is in ``data/fhir.schema.json.gz.source.txt``) is run without its descriptions
+(``data/fhir.schema.validation.json.gz``, made from it by :func:`validation_schema`: run this
+module to remake it; a test keeps the two equal). Descriptions are annotations, never part of a
+verdict or an error, and three quarters of the text: without them the one-time load and build take
+about half the time. It is loaded once, on first use (by one thread, the others waiting), and
 completed in memory with what it cannot express (``data/fhir_rules.json``, made by
 ``probe.checks.fhir_schema_rules``): required primitive elements (present as ``code`` or as
 its extension twin ``_code``) and required choice elements (``value[x]``), as ``if``/``then``
@@ -19,6 +23,7 @@ map to :class:`ValidationIssue` with FHIRPath-like paths (``OperationOutcome.iss
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import re
 import threading
@@ -28,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 DATA = Path(__file__).resolve().parent / "data"
-SCHEMA_FILE = DATA / "fhir.schema.json.gz"
+SCHEMA_FILE = DATA / "fhir.schema.json.gz"  # HL7's, as published
+VALIDATION_SCHEMA_FILE = DATA / "fhir.schema.validation.json.gz"  # without its descriptions
 RULES_FILE = DATA / "fhir_rules.json"
 SCHEMA_ID = "http://hl7.org/fhir/json-schema/4.0"
 MAX_VALUE_CHARS = 80
@@ -80,9 +86,33 @@ def _schema() -> _Schema:
         return _load_schema()
 
 
+def validation_schema(document: Any) -> Any:
+    """The schema `document` without its descriptions (every ``description`` whose value is
+    text: an annotation; an element named ``description`` has a schema, kept)."""
+    if isinstance(document, dict):
+        return {
+            key: validation_schema(value)
+            for key, value in document.items()
+            if not (key == "description" and isinstance(value, str))
+        }
+    if isinstance(document, list):
+        return [validation_schema(value) for value in document]
+    return document
+
+
+def write_validation_schema(source: Path = SCHEMA_FILE, out: Path = VALIDATION_SCHEMA_FILE) -> str:
+    """Write the schema the validator runs (:func:`validation_schema` of `source`), compact
+    and gzipped reproducibly; its sha256 (of the uncompressed text)."""
+    document = json.loads(gzip.decompress(source.read_bytes()))
+    text = json.dumps(validation_schema(document), separators=(",", ":"), ensure_ascii=False)
+    raw = text.encode("utf-8")
+    out.write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
+    return hashlib.sha256(raw).hexdigest()
+
+
 @cache
 def _load_schema() -> _Schema:
-    document: dict[str, Any] = json.loads(gzip.decompress(SCHEMA_FILE.read_bytes()))
+    document: dict[str, Any] = json.loads(gzip.decompress(VALIDATION_SCHEMA_FILE.read_bytes()))
     rule_file: dict[str, Any] = json.loads(RULES_FILE.read_text(encoding="utf-8"))
     definitions: dict[str, Any] = document["definitions"]
     rules: dict[tuple[str, int], _Rule] = {}
@@ -127,18 +157,57 @@ def _type_validator(resource_type: str) -> Any:
     The resource's own ``required``, R4 rules and ``additionalProperties`` are left out (checked
     by :func:`_top_level_issues`): jsonschema-rs copies an error's instance, the whole resource
     for these, up to a millisecond each.
+
+    Only the definitions the type reaches are kept (ResourceList being false, about 60 of the
+    680): jsonschema-rs compiles every definition of a document, so the whole one took about
+    60 ms to build per type, the reduced one about 4 ms.
     """
-    document = {k: v for k, v in _schema().document.items() if k not in ("oneOf", "discriminator")}
+    definitions = _schema().document["definitions"]
+    document = {
+        k: v
+        for k, v in _schema().document.items()
+        if k not in ("oneOf", "discriminator", "definitions")
+    }
     top = {
         k: v
-        for k, v in document["definitions"][resource_type].items()
+        for k, v in definitions[resource_type].items()
         if k not in ("required", "allOf", "additionalProperties")
     }
-    document["definitions"] = dict(document["definitions"], ResourceList=False, ProbeTop=top)
+    reached = {name: definitions[name] for name in _reached_definitions(resource_type)}
+    document["definitions"] = dict(reached, ResourceList=False, ProbeTop=top)
     document["allOf"] = [{"$ref": "#/definitions/ProbeTop"}]
     import jsonschema_rs
 
     return jsonschema_rs.Draft7Validator(document, offline=True)
+
+
+def _references(node: Any, out: set[str]) -> None:
+    """Add the definition names `node` refers to (``#/definitions/NAME``) to `out`."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/definitions/"):
+            out.add(ref.removeprefix("#/definitions/"))
+        for value in node.values():
+            _references(value, out)
+    elif isinstance(node, list):
+        for value in node:
+            _references(value, out)
+
+
+def _reached_definitions(name: str) -> list[str]:
+    """The definitions `name` reaches through references, itself included, without going
+    through ``ResourceList`` (the nested resources, validated on their own)."""
+    definitions = _schema().document["definitions"]
+    seen = {name}
+    stack = [name]
+    while stack:
+        found: set[str] = set()
+        _references(definitions[stack.pop()], found)
+        for ref in sorted(found - seen):
+            if ref != "ResourceList":
+                seen.add(ref)
+                stack.append(ref)
+    return sorted(seen)
 
 
 def _top_level_issues(
@@ -292,3 +361,7 @@ def validate_resource(resource: dict[str, Any]) -> list[ValidationIssue]:
     if not issues:  # the root oneOf and the type's definition disagree: never silent
         issues = [ValidationIssue(str(resource.get("resourceType")), "invalid FHIR R4 resource")]
     return issues
+
+
+if __name__ == "__main__":  # python -m probe.checks.fhir_schema: remake the validation schema
+    print(write_validation_schema())
