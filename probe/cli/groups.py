@@ -1,10 +1,13 @@
-"""The command group every `probe` group uses: a --help that costs nothing when not given."""
+"""The command group every `probe` group uses: a --help that costs nothing when not given, and
+option values converted without pydantic when they are plain (probe.cli.coercion)."""
 
 from __future__ import annotations
 
-from typer._click.core import Context  # typer 0.29 carries its own click
+from typer._click.core import Command, Context  # typer 0.29 carries its own click
 from typer._click.formatting import HelpFormatter
 from typer.core import TyperGroup, TyperOption
+
+from probe.cli.coercion import plain_values
 
 
 class HelpGroup(TyperGroup):
@@ -17,6 +20,11 @@ class HelpGroup(TyperGroup):
         if option is not None and option.default is None:
             option.default = False
         return option
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        """The sub-command `cmd_name`, its plain option values converted without pydantic."""
+        command = super().get_command(ctx, cmd_name)
+        return plain_values(command) if command is not None else None
 
     def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
         """The sub-commands, each with its whole summary (wrapped, never cut with "...")."""
