@@ -61,6 +61,9 @@ def sync_command(
     from probe.cli.quick_exit import pause_gc, skip_teardown
 
     pause_gc()  # a bounded one-shot sync: reference counting frees its pages (see quick_exit)
+    from probe.cli.lean_imports import import_httpx
+
+    import_httpx()  # before probe.http: without httpx's own CLI (click, pygments; ~40 ms)
     import anyio
 
     from probe.directory.secrets import SecretSource, TokenStore
