@@ -9,13 +9,25 @@ is rewritten to the https:// base and portal URLs. Then, alternating run by run:
 
 - `probe run DIRECTORY --no-sync --ca-bundle CA --db sqlite:///...` with nothing else: the
   defaults (discovery: CapabilityStatement, SMART configuration, anonymous search, the JWKS;
-  the developer portal), into a fresh SQLite store each run;
-- the same with the previous defaults (`--concurrency 8 --total-requests 32`) for comparison;
+  the developer portal), into a store already at head (`probe db upgrade`, untimed: a nightly
+  crawl's store exists), a new one each run;
+- the same into a fresh SQLite file (migrated inside the timed run: a first run);
+- the same with the previous default rate (`--rate 5`) for comparison;
 - `fhir-scorecard check --registry REGISTRY` (0.3.0, registry mode, Python 3.12 in its own
   virtualenv; CapabilityStatement and SMART configuration per endpoint, one after another),
   trusting the private CA through SSL_CERT_FILE.
 
+probe's own modules are byte-compiled first (`compileall`, as `pip install` does; this
+machine's PYTHONDONTWRITEBYTECODE would otherwise recompile 77 modules every run), as
+fhir-scorecard's are in its virtualenv.
+
 Endpoints per second = endpoints / wall time of the whole process; medians.
+
+Then, unless `--no-throttle`, one more `probe run` with its defaults (plain HTTP) against the
+same fleet where every payer on host 0 shares one limiter of 10 requests per 3 s (the State of
+the Payer report's payer before it raised its limit; fleet archetype `rate_limited` with
+`limit`, answering 429 with Retry-After): the requests per second host 0 saw before its first
+429 and after, second by second, from the fleet's own request log, beside another host's.
 
     .venv/bin/python bench/run_vs_scorecard.py --runs 3
     .venv/bin/python bench/run_vs_scorecard.py --scorecard-venv /path/to/venv
@@ -43,6 +55,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -62,20 +75,30 @@ PY312_CANDIDATES = [
 ]
 
 
-def fleet_config(payers: int, median_ms: float) -> dict[str, Any]:
-    """Every payer `slow`: each answer delayed around `median_ms`."""
-    return {
-        "seed": 16,
-        "payers": [
-            {
-                "slug": f"slow-{i:03d}",
-                "name": f"Slow Payer {i:03d}",
-                "archetypes": [{"slow": {"median_ms": median_ms, "sigma": 0.2}}],
-                "patients": 1,
-            }
-            for i in range(payers)
-        ],
-    }
+#: The throttling host's limit: 10 requests per 3 s, shared by every payer on it.
+THROTTLE_LIMIT, THROTTLE_WINDOW_S = 10, 3.0
+
+
+def fleet_config(
+    payers: int, median_ms: float, *, throttle_hosts: int | None = None
+) -> dict[str, Any]:
+    """Every payer `slow`: each answer delayed around `median_ms`. With `throttle_hosts` (the
+    fleet's host count), the payers on host 0 also share one 10-per-3-s limiter."""
+    out: list[dict[str, Any]] = []
+    for i in range(payers):
+        archetypes: list[Any] = [{"slow": {"median_ms": median_ms, "sigma": 0.2}}]
+        payer: dict[str, Any] = {
+            "slug": f"slow-{i:03d}",
+            "name": f"Slow Payer {i:03d}",
+            "archetypes": archetypes,
+            "patients": 1,
+        }
+        if throttle_hosts and i % throttle_hosts == 0:
+            limited = {"limit": THROTTLE_LIMIT, "window_s": THROTTLE_WINDOW_S, "bucket": "host0"}
+            archetypes.append({"rate_limited": limited})
+            payer["host"] = 0
+        out.append(payer)
+    return {"seed": 16, "payers": out}
 
 
 # -- private CA and the TLS terminator ------------------------------------------------------
@@ -280,6 +303,23 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
     }
 
 
+def compile_probe(env: dict[str, str]) -> None:
+    """Byte-compile probe's modules (as an install does) so no timed run compiles them."""
+    compile_env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run(
+        [PYTHON, "-m", "compileall", "-q", str(ROOT / "probe")],
+        env=compile_env, check=True, timeout=600, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def upgrade_db(db: str, env: dict[str, str], cwd: Path) -> None:
+    """Create the store at head, untimed (a nightly crawl's store already exists)."""
+    subprocess.run(
+        [PYTHON, "-m", "probe.cli", "db", "upgrade", "--db", db],
+        env=env, cwd=cwd, check=True, timeout=300, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def main() -> None:
     """Serve the slow fleet over TLS, run the clients interleaved, print the medians."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -288,10 +328,13 @@ def main() -> None:
     parser.add_argument("--median-ms", type=float, default=150.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scorecard-venv", type=Path, default=None)
+    parser.add_argument("--no-throttle", action="store_true", help="skip the throttling host")
     parser.add_argument("--json-out")
     args = parser.parse_args()
     scorecard = scorecard_bin(args.scorecard_venv)
     work = Path(tempfile.mkdtemp(prefix="probe-bench-scorecard-"))
+    env = dict(os.environ, NO_COLOR="1")
+    compile_probe(env)
     config = fleet_config(args.payers, args.median_ms)
     with fleet_subprocess(config, work / "fleet", hosts=args.hosts, start_timeout=120) as plain:
         directory = yaml.safe_load(plain.read_text())
@@ -324,31 +367,40 @@ def main() -> None:
                 }
             )
         )  # fmt: skip
-        env = dict(os.environ, NO_COLOR="1")
-        clients: dict[str, tuple[list[str], dict[str, str]]] = {}
+        #: name -> (argv, env, store created at head before the timed run)
+        clients: dict[str, tuple[list[str], dict[str, str], bool]] = {}
 
         def probe_argv(*extra: str) -> list[str]:
             db = f"sqlite:///{work / 'probe-DB.db'}"
             return [PYTHON, "-m", "probe.cli", "run", str(tls_directory), "--no-sync",
                     "--ca-bundle", str(ca_file), "--db", db, *extra]  # fmt: skip
 
-        clients["probe run (defaults)"] = (probe_argv(), env)
-        clients["probe run --concurrency 8 --total-requests 32 (previous defaults)"] = (
-            probe_argv("--concurrency", "8", "--total-requests", "32"),
+        clients["probe run (defaults), store at head"] = (probe_argv(), env, True)
+        clients["probe run (defaults), fresh store (migrated in the run)"] = (
+            probe_argv(),
             env,
+            False,
+        )
+        clients["probe run --rate 5 (the previous default rate), store at head"] = (
+            probe_argv("--rate", "5"),
+            env,
+            True,
         )
         if scorecard is not None:
             clients[f"fhir-scorecard {SCORECARD_VERSION} check --registry"] = (
                 [str(scorecard), "check", "--registry", str(registry)],
                 dict(env, SSL_CERT_FILE=str(ca_file)),
+                False,
             )
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in clients}
         load_before = os.getloadavg()[0]
         for i in range(args.runs):
             names = list(clients) if i % 2 == 0 else list(clients)[::-1]
             for n, name in enumerate(names):
-                argv, client_env = clients[name]
+                argv, client_env, at_head = clients[name]
                 argv = [a.replace("probe-DB", f"probe-{i}-{n}") for a in argv]
+                if at_head:
+                    upgrade_db(argv[argv.index("--db") + 1], client_env, work)
                 runs[name].append(timed(argv, client_env, work))
         load_after = os.getloadavg()[0]
     endpoints = len(urls)
@@ -385,8 +437,93 @@ def main() -> None:
         ratio = f"{eps / peer:.1f}x" if peer else ""
         print(f"| {name} | {n} | {wall:.1f} | **{eps:.1f}** ({', '.join(map(str, each))}) "
               f"| {ratio} | {cpu:.1f} | {exits} |")  # fmt: skip
+    throttle: dict[str, Any] | None = None
+    if not args.no_throttle:
+        throttle = throttle_demo(args, work, env)
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(runs, indent=2))
+        Path(args.json_out).write_text(json.dumps({"runs": runs, "throttle": throttle}, indent=2))
+
+
+def _per_s(records: list[dict[str, Any]], start: float, end: float) -> float | None:
+    inside = [r for r in records if start <= r["started"] < end]
+    return len(inside) / (end - start) if end > start else None
+
+
+def throttle_demo(args: argparse.Namespace, work: Path, env: dict[str, str]) -> dict[str, Any]:
+    """`probe run` (defaults, plain HTTP) where host 0 limits 10 requests per 3 s: what host 0
+    saw before its first 429 and after, from the fleet's request log; printed as markdown."""
+    from probe.fleet.sites import host_address
+
+    config = fleet_config(args.payers, args.median_ms, throttle_hosts=args.hosts)
+    limited, calm = host_address(0), host_address(1)
+    with fleet_subprocess(config, work / "fleet-throttle", hosts=args.hosts) as plain:
+        directory = yaml.safe_load(plain.read_text())
+        base = next(
+            e["base_url"] for p in directory["payers"] for e in p["endpoints"]
+            if urlsplit(e["base_url"]).hostname == limited
+        )  # fmt: skip
+        db = f"sqlite:///{work / 'throttle.db'}"
+        upgrade_db(db, env, work)
+        load = os.getloadavg()[0]
+        result = timed(
+            [PYTHON, "-m", "probe.cli", "run", str(plain), "--no-sync", "--db", db], env, work
+        )
+        origin = f"http://{limited}:{urlsplit(base).port}"
+        log = httpx.get(f"{origin}/_fleet/stats?all=1&records=50000", timeout=30).json()["records"]
+    mine = sorted((r for r in log if r["host"] == limited), key=lambda r: r["started"])
+    other = sorted((r for r in log if r["host"] == calm), key=lambda r: r["started"])
+    t0, end = mine[0]["started"], mine[-1]["started"]
+    throttled = [r["started"] for r in mine if r["status"] == 429]
+    first = throttled[0] if throttled else end
+    last = throttled[-1] if throttled else end
+    seconds: list[tuple[int, int, int]] = []
+    for k in range(int(end - t0) + 1):
+        inside = [r for r in mine if k <= r["started"] - t0 < k + 1]
+        seconds.append((k, len(inside), sum(r["status"] == 429 for r in inside)))
+    window = [
+        sum(1 for r in mine if s <= r["started"] < s + THROTTLE_WINDOW_S and r["status"] != 429)
+        for s in [r["started"] for r in mine if r["started"] > last]
+    ]
+    out: dict[str, Any] = {
+        "wall_s": result["wall_s"],
+        "exit": result["exit"],
+        "load": load,
+        "requests": len(mine),
+        "throttled": len(throttled),
+        "before_per_s": _per_s(mine, t0, first),
+        "after_first_per_s": _per_s(mine, first, end + 1e-9),
+        "after_last_per_s": _per_s(mine, last, end + 1e-9) if last < end else None,
+        "max_answered_in_a_window_after_last_429": max(window, default=0),
+        "other_host_per_s": _per_s(other, other[0]["started"], other[-1]["started"] + 1e-9)
+        if other
+        else None,
+        "seconds": seconds,
+    }
+    print()
+    print(
+        f"Throttling host ({limited}: {THROTTLE_LIMIT} requests per {THROTTLE_WINDOW_S:g} s, "
+        f"429 + Retry-After beyond it; `probe run` with its defaults, plain HTTP, load "
+        f"{load:.1f}; wall {result['wall_s']:.1f} s, exit {result['exit']}):"
+    )
+    print()
+
+    def rate(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    print("| host | requests | 429s | req/s before first 429 | req/s after first 429 "
+          "| req/s after last 429 | most answered in 3 s after last 429 |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| {limited} (throttling) | {out['requests']} | {out['throttled']} "
+          f"| {rate(out['before_per_s'])} | {rate(out['after_first_per_s'])} "
+          f"| {rate(out['after_last_per_s'])} "
+          f"| {out['max_answered_in_a_window_after_last_429']} |")  # fmt: skip
+    print(f"| {calm} (not throttling) | {len(other)} | 0 | {rate(out['other_host_per_s'])} "
+          "| | | |")  # fmt: skip
+    print()
+    print("Host 0, second by second (requests seen, of them 429): " + ", ".join(
+        f"{k}s {n}" + (f" ({t}x429)" if t else "") for k, n, t in seconds
+    ))  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":

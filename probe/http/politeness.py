@@ -270,6 +270,7 @@ class Politeness:
                     self._changed(state, now)
             return
         before = 1.0 / state.pace(now)
+        changed = False
         if throttled:
             state.throttled += 1
             if started > state.last_change:  # news about the current pace, not an older one
@@ -278,11 +279,14 @@ class Politeness:
                 if slower > state.interval:
                     state.interval = slower
                     state.slowdowns += 1
+                    changed = True
         pause = min(max(pause, 0.0), self.max_pause)
         if pause > 0 and now + pause > state.paused_until:
             state.paused_s += now + pause - max(now, state.paused_until)
             state.paused_until = now + pause
-        self._changed(state, now)
+            changed = True
+        if changed:
+            self._changed(state, now)
         state.slowest_interval = max(state.slowest_interval, state.pace(now))
         event = ThrottleEvent(
             at=datetime.now(UTC),
