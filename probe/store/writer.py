@@ -33,10 +33,10 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from probe.models import CheckResult, Exchange
 from probe.store.dialect import bulk_insert, upsert
 from probe.store.sanitize import (
+    Scrubber,
     clean_text,
-    content_hash,
     scrub,
-    storable_json,
+    storable_document,
     strip_text_secrets,
     strip_url_secrets,
 )
@@ -164,6 +164,7 @@ class StoreWriter:
     ) -> None:
         """Buffer check verdicts; re-adding a check for the same run and endpoint replaces it."""
         moment = observed_at or utcnow()
+        scrubber = Scrubber()  # the results of one endpoint share many strings (keys, URLs)
         rows = {
             (endpoint_id, r.spec.id): {
                 "run_id": self.run_id,
@@ -171,8 +172,8 @@ class StoreWriter:
                 "check_id": clean_text(r.spec.id)[:128],
                 "status": str(r.status),
                 "severity": str(r.spec.severity),
-                "message": strip_text_secrets(r.message),
-                "evidence": scrub(r.evidence),
+                "message": scrubber.text(r.message),
+                "evidence": scrubber.scrub(r.evidence),
                 "observed_at": moment,
             }
             for r in results
@@ -217,8 +218,7 @@ class StoreWriter:
 
         Returns the sha256 content hash (of the canonical JSON) identifying the body.
         """
-        clean = storable_json(dict(body))
-        digest = content_hash(clean)
+        clean, digest = storable_document(dict(body))
         row = {
             "kind": str(DocumentKind(kind)),
             "content_hash": digest,
