@@ -18,6 +18,11 @@ venv for this bench only (`pip install fhirpy`); it is not a dependency of probe
 
     .venv/bin/python bench/sync_speed.py --runs 11
     .venv/bin/python bench/sync_speed.py --runs 11 --no-bytecode-cache   # the machine's default
+    .venv/bin/python bench/sync_speed.py --runs 11 --phases 7   # + where each one's time goes
+
+``--phases N`` runs each client N more times with marks (start-up to its first request, the
+requests, the work after the answer, and probe's validator build in its background thread);
+those runs are not in the wall-time table.
 
 By default the bench gives both clients warm bytecode caches (`PYTHONPYCACHEPREFIX`, as an
 installed package has its `.pyc`); this machine sets PYTHONDONTWRITEBYTECODE=1, which makes an
@@ -85,6 +90,109 @@ app.end_now_if_asked = lambda code: None  # the profiler writes its file at exit
 out, sys.argv = sys.argv[1], ["probe", *sys.argv[2:]]
 cProfile.run("app.main()", out)
 """
+
+
+# --phases: each client run again with marks on a clock shared with this process
+# (CLOCK_MONOTONIC), printed as JSON on standard error at its end. Phases: start-up (process
+# start to its first request), the requests ($everything answered; probe asks for the
+# CapabilityStatement and SMART configuration first), the rest (probe parses, validates,
+# resolves references and prints; fhirpy has parsed already), and for probe the validator's
+# one-time build in its background thread.
+PHASES_PROBE = """
+import json, os, sys, time
+T0 = float(os.environ["PROBE_BENCH_T0"])
+marks = {}
+def mark(name):
+    marks.setdefault(name, time.monotonic() - T0)
+from probe.cli.lean_imports import import_httpx
+import_httpx()  # as probe sync does, before probe.http
+import probe.cli.app as app
+import probe.checks.fhir_schema as fs
+import probe.http.fetch as fetch
+warm, request, get = fs.warm, fetch.Fetcher.request, fetch.Fetcher.get
+def timed_warm():
+    mark("build start"); warm(); mark("build end")
+async def timed_request(self, method, url, *args, **kwargs):
+    mark("first request")
+    if "$everything" in url: mark("everything sent")
+    answer = await request(self, method, url, *args, **kwargs)
+    if "$everything" in url: mark("everything received")
+    return answer
+async def timed_get(self, url, *args, **kwargs):
+    mark("first request")
+    return await get(self, url, *args, **kwargs)
+fs.warm, fetch.Fetcher.request, fetch.Fetcher.get = timed_warm, timed_request, timed_get
+def end(code):
+    mark("end"); sys.stdout.flush(); sys.stderr.write(json.dumps(marks) + "\\n"); os._exit(code)
+app.end_now_if_asked = end
+sys.argv = ["probe", *sys.argv[1:]]
+app.main()
+"""
+
+PHASES_FHIRPY = """
+import json, os, sys, time
+T0 = float(os.environ["PROBE_BENCH_T0"])
+marks = {}
+def mark(name):
+    marks.setdefault(name, time.monotonic() - T0)
+import asyncio
+from fhirpy import AsyncFHIRClient
+async def main(base, patient, token):
+    client = AsyncFHIRClient(base, authorization=f"Bearer {token}")
+    mark("first request"); mark("everything sent")
+    bundle = await client.execute(f"Patient/{patient}/$everything", method="get",
+                                  params={"_count": 200})
+    mark("everything received")
+    print(json.dumps({"resources": len(bundle.get("entry", [])), "pages": 1}))
+asyncio.run(main(*sys.argv[1:]))
+mark("end")
+sys.stderr.write(json.dumps(marks) + "\\n")
+"""
+
+
+def phases(clients: dict[str, list[str]], env: dict[str, str], runs: int) -> str:
+    """Run each client `runs` times more, interleaved, with marks; the median phases (a
+    Markdown table)."""
+    scripts = {"probe": PHASES_PROBE, "fhirpy": PHASES_FHIRPY}
+    argv = {
+        "probe": [PYTHON, "-c", PHASES_PROBE, *clients["probe"][3:]],
+        "fhirpy": [PYTHON, "-c", PHASES_FHIRPY, *clients["fhirpy"][3:]],
+    }
+    assert set(scripts) == set(argv)
+    marks: dict[str, list[dict[str, float]]] = {name: [] for name in argv}
+    for i in range(runs):
+        for name in list(argv) if i % 2 == 0 else list(argv)[::-1]:
+            with tempfile.TemporaryFile() as err:
+                run_env = dict(env, PROBE_BENCH_T0=repr(time.monotonic()))
+                subprocess.run(argv[name], stdout=subprocess.DEVNULL, stderr=err, env=run_env,
+                               check=True, timeout=300)  # fmt: skip
+                err.seek(0)
+                marks[name].append(json.loads(err.read().decode().strip().splitlines()[-1]))
+
+    def median(name: str, start: str, stop: str) -> str:
+        values = [m[stop] - (m[start] if start else 0.0) for m in marks[name] if stop in m]
+        return f"{statistics.median(values) * 1000:.0f}" if values else "-"
+
+    lines = [f"phases, ms, median of {runs} runs each (interleaved, marks on a shared clock):\n"]
+    lines.append("| client | start-up: start -> first request | first request -> $everything sent "
+          "| $everything sent -> answered | answered -> end | whole | validator build "
+          "(thread): start -> end, from sent |")  # fmt: skip
+    lines.append("|---|---:|---:|---:|---:|---:|---|")
+    for name in argv:
+        build = "-"
+        if name == "probe":
+            build = (
+                f"{median(name, 'everything sent', 'build start')} -> "
+                f"{median(name, 'everything sent', 'build end')}"
+            )
+        lines.append(
+            f"| {name} | {median(name, '', 'first request')} "
+            f"| {median(name, 'first request', 'everything sent')} "
+            f"| {median(name, 'everything sent', 'everything received')} "
+            f"| {median(name, 'everything received', 'end')} | {median(name, '', 'end')} "
+            f"| {build} |"
+        )
+    return "\n".join(lines)
 
 
 def _venv(path: Path, package: str) -> Path:
@@ -217,6 +325,9 @@ def main() -> None:
     parser.add_argument("--no-bytecode-cache", action="store_true")
     parser.add_argument("--profile", help="also write a cProfile of one probe run to this file")
     parser.add_argument("--json-out", help="write every run's figures here")
+    parser.add_argument(
+        "--phases", type=int, default=0, help="then this many runs each with phase marks"
+    )
     args = parser.parse_args()
     bundle = synthea_patient(args.seed, args.ages)
     env = dict(os.environ, **{TOKEN_ENV: TOKEN, "NO_COLOR": "1"})
@@ -244,6 +355,7 @@ def main() -> None:
                 runs[name].append(run_process(clients[name], env))
         load_after = os.getloadavg()[0]
         server_s = server_alone(base, patient, 5)
+        phase_table = phases(clients, env, args.phases) if args.phases else ""
         if args.profile:  # in-process, keeping the teardown the profiler needs to write
             run_process([PYTHON, "-c", PROFILE_SCRIPT, args.profile, *clients["probe"][3:]], env)
     finally:
@@ -282,6 +394,8 @@ def main() -> None:
             f"| {statistics.median(r['peak_rss_mib'] for r in rs):.0f} | {seen[name]} |"
         )
     print(f"\nprobe / fhirpy speed (median wall): {medians['fhirpy'] / medians['probe']:.2f}x")
+    if phase_table:
+        print("\n" + phase_table)
     failures = [r for rs in runs.values() for r in rs if r["exit"] != 0]
     if failures:
         print(f"\n{len(failures)} run(s) exited non-zero")

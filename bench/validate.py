@@ -29,7 +29,14 @@ verdicts are printed: how many of the real resources R4B rejects it flags too, w
 that R4B does not, and its false alarms on the Synthea patient. The one-time cost (import, load,
 build) is measured in fresh processes.
 
+The one-time build alone (``--builds``, CPU seconds in fresh processes, median of
+``--cold-runs``): the root validator from the HL7 file as published and from the one probe runs
+(without descriptions), per-type validators holding only the definitions each type reaches
+(nested resources cut: ``ResourceList`` true, validated on their own) for the Synthea patient's
+types, and the per-type validator that names an invalid resource's problems, whole vs reduced.
+
     .venv/bin/python bench/validate.py                    # 7 rounds
+    .venv/bin/python bench/validate.py --builds --cold-runs 7   # the one-time builds only
     .venv/bin/pip install fastjsonschema      # for --fastjsonschema only (not a dependency)
     .venv/bin/python bench/validate.py --rounds 7 --fastjsonschema   # + a minute, 3 GB
 """
@@ -231,6 +238,66 @@ COLD = {
 }
 
 
+BUILDS = {
+    # name: code run in a fresh process, printing the CPU seconds of what it measures
+    "root, HL7 file as published": (
+        "import time\n"
+        "from probe.checks import fhir_schema as fs\n"
+        "fs.VALIDATION_SCHEMA_FILE = fs.SCHEMA_FILE\n"
+        "t = time.process_time(); fs.warm(); print(time.process_time() - t)"
+    ),
+    "root, without descriptions (probe now)": (
+        "import time\n"
+        "from probe.checks import fhir_schema as fs\n"
+        "t = time.process_time(); fs.warm(); print(time.process_time() - t)"
+    ),
+    "per type, reduced, the Synthea patient's {n} types": (
+        "import time, jsonschema_rs\n"
+        "from probe.checks import fhir_schema as fs\n"
+        "t = time.process_time(); defs = fs._schema().document['definitions']\n"
+        "for rt in {types}:\n"
+        "    kept = {{d: defs[d] for d in fs._reached_definitions(rt)}}\n"
+        "    jsonschema_rs.Draft7Validator({{'definitions': dict(kept, ResourceList=True), "
+        "'$ref': '#/definitions/' + rt}}, offline=True)\n"
+        "print(time.process_time() - t)"
+    ),
+    "naming problems: one type's validator, every definition (before)": (
+        "import time\n"
+        "from probe.checks import fhir_schema as fs\n"
+        "fs._schema(); import jsonschema_rs\n"
+        "fs._reached_definitions = lambda name: list(fs._schema().document['definitions'])\n"
+        "t = time.process_time(); fs._type_validator('ExplanationOfBenefit'); "
+        "print(time.process_time() - t)"
+    ),
+    "naming problems: one type's validator, reduced (probe now)": (
+        "import time\n"
+        "from probe.checks import fhir_schema as fs\n"
+        "fs._schema(); import jsonschema_rs\n"
+        "t = time.process_time(); fs._type_validator('ExplanationOfBenefit'); "
+        "print(time.process_time() - t)"
+    ),
+}
+
+
+def build_costs(runs: int, resource_types: list[str]) -> None:
+    """Print the one-time builds' CPU seconds (fresh processes, median of `runs`, interleaved)."""
+    seconds: dict[str, list[float]] = {name: [] for name in BUILDS}
+    for _ in range(runs):
+        for name, code in BUILDS.items():
+            out = subprocess.run(
+                [sys.executable, "-c", code.format(types=repr(resource_types))],
+                cwd=REPO, check=True, capture_output=True, text=True,
+            ).stdout  # fmt: skip
+            seconds[name].append(float(out.strip().splitlines()[-1]))
+    print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(f"machine: {machine()}")
+    print(f"one-time builds, CPU ms, fresh processes, median of {runs} (min):\n")
+    print("| build | CPU ms | min |\n|---|---:|---:|")
+    for name, values in seconds.items():
+        label = name.format(n=len(resource_types))
+        print(f"| {label} | {statistics.median(values) * 1000:.1f} | {min(values) * 1000:.1f} |")
+
+
 def cold_seconds(name: str, commit: str, resource_types: list[str]) -> float:
     code = COLD[name].format(commit=commit, types=repr(resource_types))
     out = subprocess.run(
@@ -255,7 +322,11 @@ def main() -> int:
     parser.add_argument("--old-commit", default=OLD_COMMIT)
     parser.add_argument("--cold-runs", type=int, default=5)
     parser.add_argument("--fastjsonschema", action="store_true")
+    parser.add_argument("--builds", action="store_true", help="the one-time builds only")
     args = parser.parse_args()
+    if args.builds:
+        build_costs(args.cold_runs, sorted({r["resourceType"] for r in synthea_resources()}))
+        return 0
 
     synthea = synthea_resources()
     real = real_resources()
