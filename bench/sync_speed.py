@@ -19,6 +19,8 @@ venv for this bench only (`pip install fhirpy`); it is not a dependency of probe
     .venv/bin/python bench/sync_speed.py --runs 11
     .venv/bin/python bench/sync_speed.py --runs 11 --no-bytecode-cache   # the machine's default
     .venv/bin/python bench/sync_speed.py --runs 11 --phases 7   # + where each one's time goes
+    git worktree add --detach /tmp/probe-before COMMIT
+    .venv/bin/python bench/sync_speed.py --runs 11 --baseline /tmp/probe-before  # + probe then
 
 ``--phases N`` runs each client N more times with marks (start-up to its first request, the
 requests, the work after the answer, and probe's validator build in its background thread);
@@ -286,11 +288,11 @@ def load(base: str, bundle_file: Path) -> tuple[str, int]:
     return location.split("/Patient/", 1)[1].split("/", 1)[0], len(entries)
 
 
-def run_process(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
+def run_process(argv: list[str], env: dict[str, str], cwd: str | None = None) -> dict[str, Any]:
     """Run one client process; wall, CPU and peak RSS (its own, from wait4) and its stdout."""
     with tempfile.TemporaryFile() as out:
         t0 = time.perf_counter()
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, env=env)
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - t0
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -328,6 +330,11 @@ def main() -> None:
     parser.add_argument(
         "--phases", type=int, default=0, help="then this many runs each with phase marks"
     )
+    parser.add_argument(
+        "--baseline",
+        help="also run probe from this source tree (e.g. a `git worktree` at an older commit), "
+        "interleaved with the others",
+    )
     args = parser.parse_args()
     bundle = synthea_patient(args.seed, args.ages)
     env = dict(os.environ, **{TOKEN_ENV: TOKEN, "NO_COLOR": "1"})
@@ -345,14 +352,19 @@ def main() -> None:
                       "--token-env", TOKEN_ENV, "--format", "json"],
             "fhirpy": [PYTHON, "-c", FHIRPY_SCRIPT, base, patient, TOKEN],
         }  # fmt: skip
-        for argv in clients.values():  # warm-up (and bytecode caches), not counted
-            run_process(argv, env)
+        envs: dict[str, tuple[dict[str, str], str | None]] = {n: (env, None) for n in clients}
+        if args.baseline:
+            tree = str(Path(args.baseline).resolve())
+            clients[f"probe at {args.baseline}"] = clients["probe"]
+            envs[f"probe at {args.baseline}"] = (dict(env, PYTHONPATH=tree), tree)
+        for name, argv in clients.items():  # warm-up (and bytecode caches), not counted
+            run_process(argv, *envs[name])
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in clients}
         load_before = os.getloadavg()[0]
         for i in range(args.runs):
             order = list(clients) if i % 2 == 0 else list(clients)[::-1]
             for name in order:
-                runs[name].append(run_process(clients[name], env))
+                runs[name].append(run_process(clients[name], *envs[name]))
         load_after = os.getloadavg()[0]
         server_s = server_alone(base, patient, 5)
         phase_table = phases(clients, env, args.phases) if args.phases else ""
@@ -364,13 +376,14 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
         if pycache:
             shutil.rmtree(pycache, ignore_errors=True)
-    probe_out = json.loads(runs["probe"][0]["stdout"])
     fhirpy_out = json.loads(runs["fhirpy"][0]["stdout"])
     seen = {
-        "probe": f"{sum(probe_out['resources_by_type'].values()):,} resources, "
-        f"outcome {probe_out['outcome']}, {probe_out['pages']} page(s)",
-        "fhirpy": f"{fhirpy_out['resources']:,} resources, {fhirpy_out['pages']} page(s)",
+        name: f"{sum(out['resources_by_type'].values()):,} resources, "
+        f"outcome {out['outcome']}, {out['pages']} page(s)"
+        for name, out in ((n, json.loads(rs[0]["stdout"])) for n, rs in runs.items())
+        if name != "fhirpy"
     }
+    seen["fhirpy"] = f"{fhirpy_out['resources']:,} resources, {fhirpy_out['pages']} page(s)"
     medians = {n: statistics.median(r["wall_s"] for r in rs) for n, rs in runs.items()}
     print(f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
     print(
@@ -394,6 +407,9 @@ def main() -> None:
             f"| {statistics.median(r['peak_rss_mib'] for r in rs):.0f} | {seen[name]} |"
         )
     print(f"\nprobe / fhirpy speed (median wall): {medians['fhirpy'] / medians['probe']:.2f}x")
+    for name in runs:
+        if name.startswith("probe at "):
+            print(f"{name} / fhirpy speed (median wall): {medians['fhirpy'] / medians[name]:.2f}x")
     if phase_table:
         print("\n" + phase_table)
     failures = [r for rs in runs.values() for r in rs if r["exit"] != 0]
