@@ -27,7 +27,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import Connection, Engine, func, insert, select, tuple_
+from sqlalchemy import Connection, Dialect, Engine, func, insert, select, tuple_
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from probe.models import CheckResult, Exchange
@@ -152,6 +153,7 @@ class StoreWriter:
         self._stop = threading.Event()
         self._wake = threading.Event()  # a flush is due (set by callers, cleared by the thread)
         self._thread: threading.Thread | None = None
+        self._preparer: _SqlitePreparer | None = None
 
     # -- observations -------------------------------------------------------------------------
 
@@ -446,8 +448,9 @@ class StoreWriter:
             return True
         batch.targets = self._failed_if_rejected(batch.targets)
         try:
+            prepared = self._prepare(batch)
             with self.engine.begin() as conn:
-                written = _write(conn, self.run_id, batch)
+                written = _write(conn, self.run_id, batch, prepared)
         except (SQLAlchemyError, ValueError) as exc:
             if isinstance(exc, SQLAlchemyError) and _is_transient(exc):
                 self._record_failure(exc, batch)
@@ -472,6 +475,18 @@ class StoreWriter:
             self._consecutive_failures = 0
             self._retry_at = 0.0
         return True
+
+    def _prepare(self, batch: _Buffer) -> dict[str, _DriverRows] | None:
+        """On SQLite, `batch` as driver-ready statements (see :class:`_SqlitePreparer`); None
+        elsewhere, or when a value cannot be converted (the plain path then reports it)."""
+        if self.engine.dialect.name != "sqlite":
+            return None
+        if self._preparer is None:
+            self._preparer = _SqlitePreparer(self.engine.dialect)
+        try:
+            return self._preparer.prepare(batch)
+        except Exception:  # the plain path raises it where it always did
+            return None
 
     def _record_failure(self, exc: BaseException, batch: _Buffer) -> None:
         with self._lock:
@@ -503,8 +518,9 @@ class StoreWriter:
             if single.targets:  # last: after every observation of the batch was tried
                 single.targets = self._failed_if_rejected(single.targets)
             try:
+                prepared = self._prepare(single)
                 with self.engine.begin() as conn:
-                    written += _write(conn, self.run_id, single)
+                    written += _write(conn, self.run_id, single, prepared)
             except (SQLAlchemyError, ValueError) as exc:
                 if isinstance(exc, SQLAlchemyError) and _is_transient(exc):
                     self._record_failure(exc, single)
@@ -581,47 +597,38 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _write(conn: Connection, run_id: int, batch: _Buffer) -> int:
-    """Write one batch on an open transaction; return the number of rows written."""
-    written = 0
-    if batch.documents:
-        written += _write_documents(conn, run_id, batch.documents)
-    if batch.checks:
-        stmt = upsert(conn, CheckResultRow)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["run_id", "endpoint_id", "check_id"],
-            set_={
-                name: stmt.excluded[name]
-                for name in ("status", "severity", "message", "evidence", "observed_at")
-            },
-        )
-        conn.execute(stmt, list(batch.checks.values()))
-        written += len(batch.checks)
-    if batch.requests:
-        bulk_insert(conn, HttpRequestRow, batch.requests)
-        written += len(batch.requests)
-    if batch.sync_jobs:
-        conn.execute(insert(SyncJobRow), batch.sync_jobs)
-        written += len(batch.sync_jobs)
-    if batch.targets:
-        table = RunTargetRow.__table__
-        stmt = upsert(conn, RunTargetRow)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["run_id", "endpoint_id"],
-            set_={
-                "status": stmt.excluded.status,
-                "finished_at": stmt.excluded.finished_at,
-                "error": stmt.excluded.error,
-                "started_at": func.coalesce(stmt.excluded.started_at, table.c.started_at),
-            },
-        )
-        conn.execute(stmt, list(batch.targets.values()))
-        written += len(batch.targets)
-    return written
+def _checks_upsert(stmt: Any) -> Any:
+    """`stmt` (an INSERT of check results) replacing the verdict already stored for the check."""
+    return stmt.on_conflict_do_update(
+        index_elements=["run_id", "endpoint_id", "check_id"],
+        set_={
+            name: stmt.excluded[name]
+            for name in ("status", "severity", "message", "evidence", "observed_at")
+        },
+    )
 
 
-def _write_documents(conn: Connection, run_id: int, sightings: list[Row]) -> int:
-    """Store each distinct body once (per kind and hash), then one sighting per endpoint and run."""
+def _targets_upsert(stmt: Any) -> Any:
+    """`stmt` (an INSERT of run targets) updating a target's state, keeping its start time."""
+    table = RunTargetRow.__table__
+    return stmt.on_conflict_do_update(
+        index_elements=["run_id", "endpoint_id"],
+        set_={
+            "status": stmt.excluded.status,
+            "finished_at": stmt.excluded.finished_at,
+            "error": stmt.excluded.error,
+            "started_at": func.coalesce(stmt.excluded.started_at, table.c.started_at),
+        },
+    )
+
+
+def _bodies_insert(stmt: Any) -> Any:
+    """`stmt` (an INSERT of document bodies) leaving a body already stored alone."""
+    return stmt.on_conflict_do_nothing(index_elements=["kind", "content_hash"])
+
+
+def _distinct_bodies(sightings: list[Row]) -> dict[tuple[str, str], Row]:
+    """Each distinct document body of `sightings` (per kind and hash) with its first sighting."""
     bodies: dict[tuple[str, str], Row] = {}
     for s in sightings:
         key = (s["kind"], s["content_hash"])
@@ -632,8 +639,130 @@ def _write_documents(conn: Connection, run_id: int, sightings: list[Row]) -> int
                 "body": s["body"],
                 "first_seen": s["seen_at"],
             }
-    stmt = upsert(conn, DocumentRow).on_conflict_do_nothing(index_elements=["kind", "content_hash"])
-    conn.execute(stmt, list(bodies.values()))
+    return bodies
+
+
+@dataclass(frozen=True, slots=True)
+class _DriverRows:
+    """One statement as the driver takes it: SQL text and each row's converted parameters."""
+
+    sql: str
+    params: list[tuple[Any, ...]]
+
+
+#: The SQLite statements a batch is prepared into: group name -> (table, statement).
+_SQLITE_STATEMENTS: dict[str, tuple[type[Any], Callable[[], Any]]] = {
+    "bodies": (DocumentRow, lambda: _bodies_insert(sqlite_insert(DocumentRow))),
+    "checks": (CheckResultRow, lambda: _checks_upsert(sqlite_insert(CheckResultRow))),
+    "requests": (HttpRequestRow, lambda: insert(HttpRequestRow)),
+    "sync_jobs": (SyncJobRow, lambda: insert(SyncJobRow)),
+    "targets": (RunTargetRow, lambda: _targets_upsert(sqlite_insert(RunTargetRow))),
+}
+
+
+class _SqlitePreparer:
+    """Turns a batch into driver-ready statements before its transaction begins (SQLite).
+
+    On SQLite every write transaction holds the one database-wide write lock that the other
+    workers' claims and flushes wait for. Converting the rows (JSON evidence and bodies,
+    timestamps) and SQLAlchemy's per-row parameter handling used to happen inside it, on a
+    thread that shares the GIL with the crawl's busy event loop; prepared here, the
+    transaction only runs the driver's executemany. Values are converted by each column's own
+    type (`bind_processor`), exactly as SQLAlchemy would convert them.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._compiled: dict[tuple[str, tuple[str, ...]], tuple[str, list[Any]]] = {}
+
+    def prepare(self, batch: _Buffer) -> dict[str, _DriverRows]:
+        """The batch's bodies, checks, requests, sync jobs and targets as driver statements."""
+        groups: dict[str, list[Row]] = {
+            "bodies": list(_distinct_bodies(batch.documents).values()),
+            "checks": list(batch.checks.values()),
+            "requests": batch.requests,
+            "sync_jobs": batch.sync_jobs,
+            "targets": list(batch.targets.values()),
+        }
+        return {name: self._rows(name, rows) for name, rows in groups.items() if rows}
+
+    def _rows(self, group: str, rows: list[Row]) -> _DriverRows:
+        keys = tuple(rows[0])
+        first = rows[0].keys()
+        if any(row.keys() != first for row in rows):
+            raise ValueError(f"{group}: rows of different shapes")
+        compiled = self._compiled.get((group, keys))
+        if compiled is None:
+            table, build = _SQLITE_STATEMENTS[group]
+            statement = build().compile(dialect=self.dialect, column_keys=list(keys))
+            names = list(statement.positiontup or [])
+            if sorted(names) != sorted(keys):
+                raise ValueError(f"{group}: unexpected parameters {names}")
+            columns = table.__table__.c
+            processors = [
+                columns[name].type.dialect_impl(self.dialect).bind_processor(self.dialect)
+                for name in names
+            ]
+            compiled = self._compiled[(group, keys)] = (
+                str(statement),
+                list(zip(names, processors, strict=True)),
+            )
+        sql, order = compiled
+        params = [
+            tuple(row[name] if process is None else process(row[name]) for name, process in order)
+            for row in rows
+        ]
+        return _DriverRows(sql, params)
+
+
+def _write(
+    conn: Connection,
+    run_id: int,
+    batch: _Buffer,
+    prepared: Mapping[str, _DriverRows] | None = None,
+) -> int:
+    """Write one batch on an open transaction; return the number of rows written.
+
+    `prepared` (SQLite) holds the batch's statements already converted for the driver.
+    """
+    if prepared is not None:
+        written = 0
+        if "bodies" in prepared:
+            conn.exec_driver_sql(prepared["bodies"].sql, prepared["bodies"].params)
+            written += _write_sightings(conn, run_id, batch.documents)
+        for name in ("checks", "requests", "sync_jobs", "targets"):  # targets last
+            if name in prepared:
+                conn.exec_driver_sql(prepared[name].sql, prepared[name].params)
+                written += len(prepared[name].params)
+        return written
+    written = 0
+    if batch.documents:
+        written += _write_documents(conn, run_id, batch.documents)
+    if batch.checks:
+        conn.execute(_checks_upsert(upsert(conn, CheckResultRow)), list(batch.checks.values()))
+        written += len(batch.checks)
+    if batch.requests:
+        bulk_insert(conn, HttpRequestRow, batch.requests)
+        written += len(batch.requests)
+    if batch.sync_jobs:
+        conn.execute(insert(SyncJobRow), batch.sync_jobs)
+        written += len(batch.sync_jobs)
+    if batch.targets:
+        conn.execute(_targets_upsert(upsert(conn, RunTargetRow)), list(batch.targets.values()))
+        written += len(batch.targets)
+    return written
+
+
+def _write_documents(conn: Connection, run_id: int, sightings: list[Row]) -> int:
+    """Store each distinct body once (per kind and hash), then one sighting per endpoint and run."""
+    bodies = _distinct_bodies(sightings)
+    conn.execute(_bodies_insert(upsert(conn, DocumentRow)), list(bodies.values()))
+    return _write_sightings(conn, run_id, sightings)
+
+
+def _write_sightings(conn: Connection, run_id: int, sightings: list[Row]) -> int:
+    """One sighting per document, endpoint and run (the bodies are stored already)."""
+    bodies = {(s["kind"], s["content_hash"]) for s in sightings}
     ids = {
         (kind, digest): doc_id
         for doc_id, kind, digest in conn.execute(
