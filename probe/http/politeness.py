@@ -8,8 +8,8 @@ The interval starts at ``1 / rate`` and never gets shorter (`rate` and `per_host
 ceilings). It gets longer when the host asks (see docs/crawl.md, "Adaptive politeness"):
 
 - a 429 or 503 answer halves the host's pace (twice the interval it actually saw), down to
-  `floor_rate`; only one halving per round trip: answers to requests sent before the last
-  slow-down say nothing about the new pace;
+  `floor_rate` (a sixteenth of `rate` unless given); only one halving per round trip: answers
+  to requests sent before the last slow-down say nothing about the new pace;
 - ``Retry-After`` (on such an answer) pauses the whole host until it has passed, every request
   to it, not only the one retried (at most `max_pause` seconds);
 - rate-limit headers are honoured whenever a host sends them: ``RateLimit-Policy`` (IETF
@@ -39,9 +39,10 @@ import anyio
 
 #: Answers that say "too fast": the host's pace is halved.
 THROTTLE_STATUSES = frozenset({429, 503})
-#: The slowest pace the back-off reaches by itself (requests/s); a server's own Retry-After,
-#: reset or policy can still ask for longer waits.
-DEFAULT_FLOOR_RATE = 0.5
+#: The slowest pace the back-off reaches by itself is the rate divided by this (four halvings:
+#: 0.625 requests/s at the default 10); a server's own Retry-After, reset or policy can still
+#: ask for longer waits.
+FLOOR_DIVISOR = 16
 #: Answers in a row without throttling, at the slowed pace, before it steps back up.
 DEFAULT_RECOVER_AFTER = 30
 #: How much one recovery step speeds the pace up (interval divided by it).
@@ -154,7 +155,8 @@ class _Slot:
 class Politeness:
     """A HostGate: adaptive per-host concurrency and rate limits plus a global concurrency cap.
 
-    `clock` and `sleep` are seams for tests (default: anyio's clock and sleep).
+    `floor_rate` is the slowest the back-off goes by itself (default: `rate` / 16); `clock` and
+    `sleep` are seams for tests (default: anyio's clock and sleep).
     """
 
     def __init__(
@@ -163,17 +165,18 @@ class Politeness:
         per_host: int = 2,
         rate: float = 5.0,
         total: int = 32,
-        floor_rate: float = DEFAULT_FLOOR_RATE,
+        floor_rate: float | None = None,
         recover_after: int = DEFAULT_RECOVER_AFTER,
         max_pause: float = DEFAULT_MAX_PAUSE,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
-        if per_host < 1 or total < 1 or rate <= 0 or floor_rate <= 0:
+        floor = rate / FLOOR_DIVISOR if floor_rate is None else floor_rate
+        if per_host < 1 or total < 1 or rate <= 0 or floor <= 0:
             raise ValueError("per_host and total must be >= 1, rate and floor_rate > 0")
         self.per_host = per_host
         self.interval = 1.0 / rate
-        self.floor_interval = max(self.interval, 1.0 / floor_rate)
+        self.floor_interval = max(self.interval, 1.0 / floor)
         self.recover_after = max(1, recover_after)
         self.max_pause = max_pause
         self._clock = clock or anyio.current_time
