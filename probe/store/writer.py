@@ -654,7 +654,6 @@ class _DriverRows:
 _SQLITE_STATEMENTS: dict[str, tuple[type[Any], Callable[[], Any]]] = {
     "bodies": (DocumentRow, lambda: _bodies_insert(sqlite_insert(DocumentRow))),
     "checks": (CheckResultRow, lambda: _checks_upsert(sqlite_insert(CheckResultRow))),
-    "requests": (HttpRequestRow, lambda: insert(HttpRequestRow)),
     "sync_jobs": (SyncJobRow, lambda: insert(SyncJobRow)),
     "targets": (RunTargetRow, lambda: _targets_upsert(sqlite_insert(RunTargetRow))),
 }
@@ -676,11 +675,11 @@ class _SqlitePreparer:
         self._compiled: dict[tuple[str, tuple[str, ...]], tuple[str, list[Any]]] = {}
 
     def prepare(self, batch: _Buffer) -> dict[str, _DriverRows]:
-        """The batch's bodies, checks, requests, sync jobs and targets as driver statements."""
+        """The batch's bodies, checks, sync jobs and targets as driver statements (requests,
+        a few rows per endpoint without JSON, go through :func:`bulk_insert` as elsewhere)."""
         groups: dict[str, list[Row]] = {
             "bodies": list(_distinct_bodies(batch.documents).values()),
             "checks": list(batch.checks.values()),
-            "requests": batch.requests,
             "sync_jobs": batch.sync_jobs,
             "targets": list(batch.targets.values()),
         }
@@ -731,7 +730,10 @@ def _write(
             conn.exec_driver_sql(prepared["bodies"].sql, prepared["bodies"].params)
             written += _write_sightings(conn, run_id, batch.documents)
         for name in ("checks", "requests", "sync_jobs", "targets"):  # targets last
-            if name in prepared:
+            if name == "requests" and batch.requests:  # few rows, and no JSON in them
+                bulk_insert(conn, HttpRequestRow, batch.requests)
+                written += len(batch.requests)
+            elif name in prepared:
                 conn.exec_driver_sql(prepared[name].sql, prepared[name].params)
                 written += len(prepared[name].params)
         return written
