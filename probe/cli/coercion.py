@@ -15,7 +15,10 @@ converter that answers the plain cases itself, with the value typer's adapter wo
 Anything else (a number out of range, a malformed one, paths, choices, lists, files, clamped
 ranges, custom parsers) goes to typer's own converter, built then: the same value, or the same
 usage error, as without this module. ``tests/cli/test_sync_coercion.py`` checks the two agree on
-every option of every command.
+every option of every command. It relies on typer 0.29's internals (``typer._coercion``, a
+parameter's ``_runtime_param``): with a typer that has none, :class:`probe.cli.groups.HelpGroup`
+leaves typer's own conversion alone (an ``ImportError`` here), and a parameter without one is
+skipped.
 """
 
 from __future__ import annotations
@@ -90,7 +93,8 @@ class PlainRuntimeParam(RuntimeParam):
 
 
 def _plain(param: Any) -> None:
-    if isinstance(param, _TyperParameter) and param._runtime_param is None:
+    # Only a typer parameter whose converter is still to be built (typer 0.29's internals).
+    if isinstance(param, _TyperParameter) and getattr(param, "_runtime_param", False) is None:
         descriptor = param.type_descriptor
         param._runtime_param = PlainRuntimeParam(
             descriptor.parameter_info, descriptor.annotation, descriptor

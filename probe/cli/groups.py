@@ -7,8 +7,6 @@ from typer._click.core import Command, Context  # typer 0.29 carries its own cli
 from typer._click.formatting import HelpFormatter
 from typer.core import TyperGroup, TyperOption
 
-from probe.cli.coercion import plain_values
-
 
 class HelpGroup(TyperGroup):
     """A typer group whose --help option defaults to False."""
@@ -24,7 +22,13 @@ class HelpGroup(TyperGroup):
     def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         """The sub-command `cmd_name`, its plain option values converted without pydantic."""
         command = super().get_command(ctx, cmd_name)
-        return plain_values(command) if command is not None else None
+        if command is None:
+            return None
+        try:
+            from probe.cli.coercion import plain_values
+        except ImportError:  # a typer without the internals it uses: typer converts, as before
+            return command
+        return plain_values(command)
 
     def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
         """The sub-commands, each with its whole summary (wrapped, never cut with "...")."""
