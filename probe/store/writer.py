@@ -3,7 +3,9 @@
 The crawl produces observations fast and from many tasks; the writer buffers them and writes
 them in batches, one transaction per flush, when enough have accumulated (`batch_size` rows),
 when `flush_interval` seconds have passed, or on an explicit :meth:`StoreWriter.flush`.
-Request rows, by far the most numerous, go through a Core ``insert()`` executemany.
+Request rows, by far the most numerous, go through a Core ``insert()`` executemany. On SQLite
+the other rows are converted for the driver before the flush's transaction begins, so the
+database's single write lock, which other workers wait for, is held only to run the statements.
 
 If a flush fails because the database is unreachable, nothing is lost: the batch goes back
 into the buffer, the failure is counted, and the next flush retries it (automatic flushes
