@@ -272,21 +272,30 @@ class Target:
         return f"{self.environment}:{self.base_url}"
 
 
+def payer_targets(payer: Payer, seen: set[str]) -> list[tuple[int, Environment, str]]:
+    """One payer's targets not in `seen` (which they are added to), as (endpoint index,
+    environment, URL): each endpoint, plus the sandbox URL declared beside it."""
+    out: list[tuple[int, Environment, str]] = []
+    for index, endpoint in enumerate(payer.endpoints):
+        pairs = [(endpoint.environment, endpoint.base_url)]
+        if endpoint.sandbox_url:
+            pairs.append((Environment.SANDBOX, endpoint.sandbox_url))
+        for env, url in pairs:
+            key = f"{env}:{url}"
+            if key not in seen:
+                seen.add(key)
+                out.append((index, env, url))
+    return out
+
+
 def targets(directory: Directory) -> list[Target]:
     """Every base URL to probe: each endpoint, plus the sandbox URL declared beside it."""
-    out: list[Target] = []
     seen: set[str] = set()
-    for payer in directory.payers:
-        for endpoint in payer.endpoints:
-            pairs = [(endpoint.environment, endpoint.base_url)]
-            if endpoint.sandbox_url:
-                pairs.append((Environment.SANDBOX, endpoint.sandbox_url))
-            for env, url in pairs:
-                target = Target(payer, endpoint, env, url)
-                if target.key not in seen:
-                    seen.add(target.key)
-                    out.append(target)
-    return out
+    return [
+        Target(payer, payer.endpoints[index], env, url)
+        for payer in directory.payers
+        for index, env, url in payer_targets(payer, seen)
+    ]
 
 
 class DirectoryError(Exception):

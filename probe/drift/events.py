@@ -290,18 +290,20 @@ def detect_drift(
         if not previous:
             result.events = list_drift_events(session, run_id=run_id)
             return result
-        current = load_snapshots(session, run_id, previous)
-        by_previous: dict[int, list[int]] = defaultdict(list)
-        for eid, prev in previous.items():
-            by_previous[prev].append(eid)
         rows: list[dict[str, Any]] = []
-        for prev, eids in sorted(by_previous.items()):
-            before = load_snapshots(session, prev, eids)
-            for eid in eids:
-                if eid not in before or eid not in current:
-                    continue
-                for change in classify(before[eid], current[eid], thresholds=thresholds):
-                    rows.append(_row(run_id, eid, prev, change, moment))
+        # A slice of endpoints at a time: memory stays flat in the directory's size.
+        for some in _chunks(sorted(previous)):
+            current = load_snapshots(session, run_id, some)
+            by_previous: dict[int, list[int]] = defaultdict(list)
+            for eid in some:
+                by_previous[previous[eid]].append(eid)
+            for prev, eids in sorted(by_previous.items()):
+                before = load_snapshots(session, prev, eids)
+                for eid in eids:
+                    if eid not in before or eid not in current:
+                        continue
+                    for change in classify(before[eid], current[eid], thresholds=thresholds):
+                        rows.append(_row(run_id, eid, prev, change, moment))
         existing: set[tuple[int, str]] = {
             (eid, cid)
             for eid, cid in session.execute(

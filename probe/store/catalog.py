@@ -7,6 +7,7 @@ history. Functions take a Session and flush but never commit; the caller owns th
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from probe.directory.schema import Directory, Environment, Payer, targets
+from probe.directory.schema import Environment, Payer, payer_targets
 from probe.store.tables import EndpointRow, PayerRow
 
 
@@ -28,20 +29,40 @@ def _payer_fields(payer: Payer) -> dict[str, Any]:
     }
 
 
-def upsert_directory(session: Session, directory: Directory) -> dict[str, int]:
+#: Payers mirrored per round trip: the rows of one chunk are all the session holds at once.
+UPSERT_CHUNK = 500
+
+
+def upsert_directory(session: Session, payers: Iterable[Payer]) -> dict[str, int]:
     """Insert or update every payer and endpoint of the directory; idempotent.
 
     Returns the endpoint id of each crawl target keyed by ``Target.key``
     (``"environment:base_url"``). An endpoint that moved to another payer is reassigned.
+    Payers are taken `UPSERT_CHUNK` at a time (a generator keeps the directory out of memory),
+    with one query for a chunk's payers and one for its endpoints.
     """
+    ids: dict[str, int] = {}
+    seen: set[str] = set()
+    chunk: list[Payer] = []
+    for payer in payers:
+        chunk.append(payer)
+        if len(chunk) >= UPSERT_CHUNK:
+            _upsert_chunk(session, chunk, seen, ids)
+            chunk = []
+    if chunk:
+        _upsert_chunk(session, chunk, seen, ids)
+    return ids
+
+
+def _upsert_chunk(
+    session: Session, chunk: list[Payer], seen: set[str], ids: dict[str, int]
+) -> None:
+    names = [p.name for p in chunk]
     by_name = {
-        row.name: row
-        for row in session.scalars(
-            select(PayerRow).where(PayerRow.name.in_([p.name for p in directory.payers]))
-        )
+        row.name: row for row in session.scalars(select(PayerRow).where(PayerRow.name.in_(names)))
     }
     payer_rows: dict[str, PayerRow] = {}
-    for payer in directory.payers:
+    for payer in chunk:
         row = by_name.get(payer.name)
         if row is None:
             row = PayerRow(name=payer.name, **_payer_fields(payer))
@@ -53,33 +74,39 @@ def upsert_directory(session: Session, directory: Directory) -> dict[str, int]:
         payer_rows[payer.name] = row
     session.flush()
 
-    ids: dict[str, int] = {}
-    for target in targets(directory):
-        facts = _storable_facts(target.endpoint.facts.model_dump(exclude_none=True)) or None
-        payer_id = payer_rows[target.payer.name].id
-        endpoint = session.scalars(
-            select(EndpointRow).where(
-                EndpointRow.environment == str(target.environment),
-                EndpointRow.base_url == target.base_url,
-            )
-        ).one_or_none()
-        if endpoint is None:
-            endpoint = EndpointRow(
+    wanted = [
+        (payer, payer.endpoints[index], str(env), url)
+        for payer in chunk
+        for index, env, url in payer_targets(payer, seen)
+    ]
+    urls = sorted({url for *_, url in wanted})
+    existing = {
+        (row.environment, row.base_url): row
+        for row in session.scalars(select(EndpointRow).where(EndpointRow.base_url.in_(urls)))
+    }
+    for payer, endpoint, env, url in wanted:
+        facts = _storable_facts(endpoint.facts.model_dump(exclude_none=True)) or None
+        payer_id = payer_rows[payer.name].id
+        found = existing.get((env, url))
+        if found is None:
+            existing[(env, url)] = EndpointRow(
                 payer_id=payer_id,
-                environment=str(target.environment),
-                base_url=target.base_url,
-                portal_url=target.endpoint.portal_url,
+                environment=env,
+                base_url=url,
+                portal_url=endpoint.portal_url,
                 facts=facts,
             )
-            session.add(endpoint)
+            session.add(existing[(env, url)])
         else:
-            endpoint.payer_id = payer_id
-            endpoint.portal_url = target.endpoint.portal_url
-            if endpoint.facts != facts:
-                endpoint.facts = facts
-        session.flush()
-        ids[target.key] = endpoint.id
-    return ids
+            if found.payer_id != payer_id:
+                found.payer_id = payer_id
+            if found.portal_url != endpoint.portal_url:
+                found.portal_url = endpoint.portal_url
+            if found.facts != facts:
+                found.facts = facts
+    session.flush()
+    for *_, env, url in wanted:
+        ids[f"{env}:{url}"] = existing[(env, url)].id
 
 
 def _storable_facts(facts: dict[str, Any]) -> dict[str, Any]:

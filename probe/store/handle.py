@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import probe.store.catalog as catalog
 import probe.store.locks as locks
 import probe.store.runs as runs
+from probe.directory.lean import LeanDirectory
 from probe.directory.schema import Directory, Environment
 from probe.store.locks import RunLock
 from probe.store.tables import RunKind, RunStatus
@@ -41,10 +42,11 @@ class Store:
         with self.sessions.begin() as session:
             yield session
 
-    def upsert_directory(self, directory: Directory) -> dict[str, int]:
+    def upsert_directory(self, directory: Directory | LeanDirectory) -> dict[str, int]:
         """Mirror the directory's payers and endpoints; endpoint ids keyed by ``Target.key``."""
+        payers = directory.payers if isinstance(directory, Directory) else directory.payers()
         with self.session() as session:
-            return catalog.upsert_directory(session, directory)
+            return catalog.upsert_directory(session, payers)
 
     def ensure_endpoint(
         self,
