@@ -114,7 +114,7 @@ def child(directory: str, database: str, sync: bool, settings: dict[str, Any]) -
         json.dumps(
             {
                 "client": "probe",
-                "endpoints": len(summary.outcomes),
+                "endpoints": summary.probed,
                 "status": str(summary.status),
                 "wall_s": wall,
                 "cpu_s": cpu,

@@ -52,7 +52,11 @@ def run_command(
         int, typer.Option(min=1, help="requests in flight per host")
     ] = _CRAWL_DEFAULTS.per_host,
     rate: Annotated[
-        float, typer.Option(min=0.01, help="request starts per second per host")
+        float,
+        typer.Option(
+            min=0.01,
+            help="request starts per second per host (a ceiling: slower when a host throttles)",
+        ),
     ] = _CRAWL_DEFAULTS.rate,
     timeout: Annotated[float, typer.Option(min=0.1, help="seconds per request")] = 20.0,
     no_sync: Annotated[bool, typer.Option("--no-sync", help="discovery only")] = False,
@@ -128,9 +132,10 @@ def run_command(
     from sqlalchemy.exc import SQLAlchemyError
 
     from probe.cli.run_workers import PoolReporter, WorkerPool, finish_pooled, pooled_line
-    from probe.crawl.crawler import crawl, parse_shard, select_targets, unknown_names
+    from probe.crawl.crawler import crawl, in_shard, parse_shard, unknown_names
     from probe.crawl.options import CrawlOptions
-    from probe.directory.schema import DirectoryError, load_directory
+    from probe.directory.lean import load_lean_directory, select_refs
+    from probe.directory.schema import DirectoryError
     from probe.directory.secrets import SecretSource
     from probe.drift.notify import validate_webhook_url
     from probe.drift.settings import DriftSettings, DriftThresholds
@@ -146,7 +151,7 @@ def run_command(
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from None
     try:
-        directory = load_directory(directory_file)
+        directory = load_lean_directory(directory_file)  # held small: see probe.directory.lean
     except DirectoryError as exc:
         for problem in exc.problems:
             err.print(text_line(problem), highlight=False)
@@ -163,9 +168,10 @@ def run_command(
     if missing:
         err.print(f"error: --only names no payer in the directory: {', '.join(missing)}")
         raise typer.Exit(2)
-    chosen = select_targets(directory, only or [], shard_spec)
+    chosen = select_refs(directory, only or [], lambda ref: in_shard(ref, shard_spec))
     if dry_run:
-        for t in chosen:
+        for ref in chosen:
+            t = directory.target(ref)
             sync_note = ""
             if t.endpoint.credentials and t.environment == t.endpoint.environment:
                 sync_note = f"\tsync: {len(t.endpoint.test_patients)} patient(s)"
@@ -251,7 +257,8 @@ def run_command(
     console.print(fit_columns(summary_table(summary.outcomes), console.width, SUMMARY_DROPS))
     if summary.probed > len(summary.outcomes):  # the rest is in the store, not in memory
         console.print(
-            f"(the table lists the first {len(summary.outcomes)} of {summary.probed} endpoints; "
+            f"(the table lists {len(summary.outcomes)} of {summary.probed} endpoints, those "
+            "with errors and failed required checks first; "
             "`probe history` and `probe report` read them all from the store)",
             markup=False,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import heapq
 import logging
 import signal
 import zlib
@@ -26,6 +27,7 @@ from probe.checks.portal import PortalObservation, run_portal_checks
 from probe.crawl.authorizing import MemberLogins, login_target
 from probe.crawl.options import CrawlOptions
 from probe.crawl.workers import ClaimingSource, ClaimStats, host_map
+from probe.directory.lean import LeanDirectory, TargetRef, TargetTable
 from probe.directory.schema import Directory, Target, targets
 from probe.directory.secrets import SecretSource, TokenStore
 from probe.drift.keys import observe_key_set
@@ -153,7 +155,8 @@ class CrawlSummary:
 
     run_id: int
     status: RunStatus
-    #: The first `CrawlOptions.keep_outcomes` outcomes (the store has every one).
+    #: At most `CrawlOptions.keep_outcomes` outcomes, those most in need of attention first
+    #: (the store has every one).
     outcomes: list[TargetOutcome]
     resumed: bool
     skipped_done: int = 0
@@ -171,18 +174,36 @@ class CrawlSummary:
 
 @dataclass(slots=True)
 class OutcomeLog:
-    """The outcomes a crawl keeps for its summary: every one counted, the first `keep` held
-    (memory stays flat in the directory's size; the store has them all)."""
+    """The outcomes a crawl keeps for its summary: every one counted, at most `keep` held, the
+    ones most in need of attention first (an error, then the most required checks failed);
+    memory stays flat in the directory's size and the store has them all."""
 
     keep: int
-    kept: list[TargetOutcome] = field(default_factory=list)
     count: int = 0
+    _heap: list[tuple[tuple[int, int, int], int, TargetOutcome]] = field(default_factory=list)
+
+    @staticmethod
+    def _rank(outcome: TargetOutcome) -> tuple[int, int, int]:
+        failed = sum(1 for c in outcome.checks if c.status is Status.FAIL)
+        return (outcome.error is not None, len(outcome.failed_required), failed)
 
     def add(self, outcome: TargetOutcome) -> None:
-        """Count an outcome, and hold it while fewer than `keep` are held."""
+        """Count an outcome; hold it while fewer than `keep` are held or when it ranks above
+        the least notable one held (which is then dropped)."""
         self.count += 1
-        if len(self.kept) < self.keep:
-            self.kept.append(outcome)
+        if self.keep <= 0:
+            return
+        # Among equals the earlier outcome stays: a later one ranks lower (-count).
+        entry = (self._rank(outcome), -self.count, outcome)
+        if len(self._heap) < self.keep:
+            heapq.heappush(self._heap, entry)
+        elif entry[:2] > self._heap[0][:2]:
+            heapq.heapreplace(self._heap, entry)
+
+    @property
+    def kept(self) -> list[TargetOutcome]:
+        """The outcomes held, in the order they finished."""
+        return [entry[2] for entry in sorted(self._heap, key=lambda e: -e[1])]
 
 
 def parse_shard(value: str) -> tuple[int, int]:
@@ -197,7 +218,7 @@ def parse_shard(value: str) -> tuple[int, int]:
     return index, count
 
 
-def in_shard(target: Target, shard: tuple[int, int] | None) -> bool:
+def in_shard(target: Target | TargetRef, shard: tuple[int, int] | None) -> bool:
     """True when the target belongs to shard I of N (stable across hosts and runs)."""
     if shard is None:
         return True
@@ -218,9 +239,10 @@ def select_targets(
     return chosen
 
 
-def unknown_names(directory: Directory, only: Sequence[str]) -> list[str]:
+def unknown_names(directory: Directory | LeanDirectory, only: Sequence[str]) -> list[str]:
     """Names given to --only that match no payer."""
-    names = {p.name.casefold() for p in directory.payers}
+    listed = directory.names if isinstance(directory, LeanDirectory) else directory.payers
+    names = {(p if isinstance(p, str) else p.name).casefold() for p in listed}
     return [n for n in only if n.casefold() not in names]
 
 
@@ -372,8 +394,8 @@ class Crawler:
 
 async def crawl(
     store: Store,
-    directory: Directory,
-    chosen: Sequence[Target],
+    directory: Directory | LeanDirectory,
+    chosen: Sequence[Target] | Sequence[TargetRef],
     options: CrawlOptions,
     reporter: CrawlReporter,
     *,
@@ -387,12 +409,23 @@ async def crawl(
 
     The crawl is a worker of its run: it claims the run's hosts from the store (see
     probe.crawl.workers), so other processes may `join` the same run and share its targets.
+    A `LeanDirectory` with `TargetRef`s keeps memory flat in the directory's size: a target
+    is rebuilt in full only when this worker claims its host.
     """
     warm_up_validation()  # built while the store is set up and the first answers are awaited
     if join is None:
         store.mark_stale_runs_interrupted()
-    ids = await anyio.to_thread.run_sync(store.upsert_directory, directory)
-    by_id = {ids[t.key]: t for t in chosen}
+    lean = (
+        directory
+        if isinstance(directory, LeanDirectory)
+        else LeanDirectory.from_directory(directory)
+    )
+    refs = [c for c in chosen if isinstance(c, TargetRef)] or lean.refs_for(
+        c for c in chosen if isinstance(c, Target)
+    )
+    ids = await anyio.to_thread.run_sync(store.upsert_directory, lean)
+    by_id = TargetTable(lean, {ids[ref.key]: ref for ref in refs})
+    del ids, refs
     resumed = False
     skipped = 0
     previous = latest_resumable_run(store.engine, RunKind.NIGHTLY) if resume else None
@@ -406,7 +439,7 @@ async def crawl(
         resumed = True
         if not run_has_targets(store.engine, run_id):  # killed before its targets were listed
             register_targets(store.engine, run_id, by_id)
-        register_hosts(store.engine, run_id, host_map(by_id))
+        register_hosts(store.engine, run_id, host_map(by_id.base_urls()))
         todo_ids = [eid for eid in unfinished_targets(store.engine, run_id) if eid in by_id]
         skipped = len(by_id) - len(todo_ids)
         clear_target_observations(store.engine, run_id, todo_ids)
@@ -415,16 +448,14 @@ async def crawl(
     else:
         run_id = store.start_run(RunKind.NIGHTLY, options.to_config())
         register_targets(store.engine, run_id, by_id)
-        register_hosts(store.engine, run_id, host_map(by_id))
+        register_hosts(store.engine, run_id, host_map(by_id.base_urls()))
         todo_ids = list(by_id)
-    todo = [(by_id[eid], eid) for eid in todo_ids]
     gate = Politeness(per_host=options.per_host, rate=options.rate, total=options.total_requests)
     breaker = CircuitBreaker(options.breaker_threshold) if options.breaker_threshold > 0 else None
     log_of = OutcomeLog(options.keep_outcomes)
-    outcomes = log_of.kept
     status = RunStatus.COMPLETED
     store_error: str | None = None
-    reporter.started(run_id, len(todo), resumed)
+    reporter.started(run_id, len(todo_ids), resumed)
     writer = store.writer(run_id).start()
     source = ClaimingSource(
         store,
@@ -435,11 +466,13 @@ async def crawl(
         per_host=options.per_host,
         store_down_limit=options.store_down_limit,
         lease=timedelta(seconds=options.lease),
+        host_interval=1.0 / options.rate,
     )
     ended_run = True
     try:
         guard = AddressGuard()
-        for target, _ in todo:  # the operator's own hosts: they may be on any network
+        for eid in todo_ids:  # the operator's own hosts: they may be on any network
+            target = by_id[eid]
             credentials = target.endpoint.credentials
             guard.admit(
                 target.base_url,
@@ -455,7 +488,7 @@ async def crawl(
             fetcher = Fetcher(client, options.limits, gate=gate, breaker=breaker, guard=guard)
             crawler = Crawler(fetcher, writer, secrets, options)
             status, store_error = await _run_all(
-                crawler, source, len(todo), options, reporter, log_of, handle_signals
+                crawler, source, len(todo_ids), options, reporter, log_of, handle_signals
             )
     except BaseException:
         status = RunStatus.INTERRUPTED
@@ -468,7 +501,9 @@ async def crawl(
             completed = status is RunStatus.COMPLETED and writer_ok
             await anyio.to_thread.run_sync(lambda: source.finish(completed=completed))
             notes = [f"circuit open for {c.host}: {c.reason}" for c in _circuits(breaker)]
+            notes.extend(gate.notes())  # hosts that throttled probe (docs/crawl.md)
             lost = writer.rejected_targets()  # stored `failed`, never `done` (docs/hostile.md)
+            outcomes = log_of.kept
             for outcome in outcomes:
                 if outcome.endpoint_id in lost and outcome.error is None:
                     outcome.error = lost[outcome.endpoint_id]

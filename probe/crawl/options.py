@@ -53,7 +53,8 @@ class CrawlOptions:
     browsers: int = 2  # browser authorizations at once across the crawl
     directory_dir: Path | None = None  # where relative login recipe paths start
     lease: float = 60.0  # seconds a worker's claim on a host lasts without renewal
-    keep_outcomes: int = 2000  # outcomes held for the end-of-run table (all are stored)
+    #: Outcomes held for the end-of-run table, the most notable first (all are stored).
+    keep_outcomes: int = 250
 
     def to_config(self) -> dict[str, Any]:
         """The options as stored with the run (no secrets here)."""

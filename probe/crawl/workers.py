@@ -1,8 +1,9 @@
 """Where a crawling process gets its targets: host claims on the run's queue in the store.
 
-Every crawl is a worker of its run. It claims a host (see :mod:`probe.store.claims`), probes
-that host's pending targets, and claims another while it has room; it renews its leases while
-it works and hands a host back as done once the last of its targets is written. Several
+Every crawl is a worker of its run. It claims a host (see :mod:`probe.store.claims`) with a
+slice of its pending targets, probes them, and claims another while it has room; it renews its
+leases while it works and hands the host back once the slice is written: done when nothing of
+it is left, else pending for any worker after the host's politeness interval. Several
 processes (``probe run --workers N``) or machines (``probe run --join RUN``) share one run
 this way; a worker killed mid-run stops renewing and its hosts are taken over by the others.
 """
@@ -32,10 +33,15 @@ from probe.store.claims import (
 )
 from probe.store.handle import Store
 from probe.store.resume import clear_target_observations
-from probe.store.tables import TargetStatus
+from probe.store.tables import TargetStatus, utcnow
 from probe.store.writer import StoreWriter
 
 log = logging.getLogger(__name__)
+
+#: Targets a claim takes from a host, per request in flight allowed on it (`--per-host`): small
+#: enough that the end of a shared run is not one worker finishing its long hosts alone,
+#: large enough that claims and hand-backs stay a small share of the store's work.
+SLICE_PER_LANE = 4
 
 #: Marked on a claimed target this worker's directory does not list.
 NOT_IN_DIRECTORY = "not_in_directory: this worker's directory or selection does not list it"
@@ -49,9 +55,9 @@ def host_key(base_url: str) -> str:
         return base_url[:255]
 
 
-def host_map(by_id: Mapping[int, Target]) -> dict[int, str]:
-    """Each endpoint id's host key."""
-    return {eid: host_key(t.base_url) for eid, t in by_id.items()}
+def host_map(base_urls: Mapping[int, str]) -> dict[int, str]:
+    """Each endpoint id's host key, from its base URL."""
+    return {eid: host_key(url) for eid, url in base_urls.items()}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -61,6 +67,8 @@ def _first_line(exc: BaseException) -> str:
 
 @dataclass(slots=True)
 class _Held:
+    #: The targets this claim took (its slice of the host).
+    claimed: list[int]
     remaining: int
     #: Targets of this host not started yet; `lanes` tasks take them one after another.
     queue: deque[tuple[Target, int]]
@@ -95,6 +103,8 @@ class ClaimingSource:
         lease: timedelta = DEFAULT_LEASE,
         poll: float = 1.0,
         store_down_limit: float = 300.0,
+        host_interval: float = 0.0,
+        slice_size: int | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -106,6 +116,10 @@ class ClaimingSource:
         self.lease = lease
         self.poll = poll
         self.store_down_limit = store_down_limit
+        #: Seconds between request starts on one host (1 / --rate): a host handed back with
+        #: targets left is claimable again only after it, so no worker starts early.
+        self.host_interval = host_interval
+        self.slice_size = slice_size or SLICE_PER_LANE * self.per_host
         #: Why the source stopped early: the store stayed unreachable past the limit.
         self.gave_up: str | None = None
         self.stats = ClaimStats()
@@ -163,8 +177,13 @@ class ClaimingSource:
                     state.pending == 0 and state.held <= mine and self._in_flight == 0
                 ):
                     break
-                # Others hold the rest: wait for ours to finish or a lease of theirs to expire.
-                await self._wait_change(self.poll)
+                # Others hold the rest: wait for ours to finish, a lease of theirs to expire
+                # or a host handed back to become claimable.
+                wait = self.poll
+                if state.pending and state.next_free is not None:
+                    soon = (state.next_free - utcnow()).total_seconds()
+                    wait = min(wait, max(0.01, soon))
+                await self._wait_change(wait)
             tg.cancel_scope.cancel()
 
     def _capacity(self) -> int:
@@ -172,7 +191,9 @@ class ClaimingSource:
         return sum(held.lanes for held in self._held.values() if not held.lost)
 
     def _claim(self) -> HostClaim | None:
-        return claim_host(self.store.engine, self.run_id, self.worker, lease=self.lease)
+        return claim_host(
+            self.store.engine, self.run_id, self.worker, lease=self.lease, limit=self.slice_size
+        )
 
     async def _start_host(
         self,
@@ -194,7 +215,9 @@ class ClaimingSource:
                 unlisted.append(endpoint_id)
             else:
                 queue.append((target, endpoint_id))
-        held = self._held[claim.host] = _Held(remaining=len(claim.endpoint_ids), queue=queue)
+        held = self._held[claim.host] = _Held(
+            claimed=claim.endpoint_ids, remaining=len(claim.endpoint_ids), queue=queue
+        )
         for endpoint_id in unlisted:
             await anyio.to_thread.run_sync(self._not_listed, endpoint_id)
             await self._target_finished(claim.host)
@@ -242,9 +265,7 @@ class ClaimingSource:
             released = False
             if await anyio.to_thread.run_sync(self.writer.flush):
                 try:
-                    released = await anyio.to_thread.run_sync(
-                        release_host, self.store.engine, self.run_id, host, self.worker
-                    )
+                    released = await anyio.to_thread.run_sync(self._release, host, held.claimed)
                 except SQLAlchemyError as exc:  # kept; finish() tries again
                     log.warning("could not hand back %s: %s", host, exc)
             if released:
@@ -278,6 +299,17 @@ class ClaimingSource:
     def _not_listed(self, endpoint_id: int) -> None:
         self.writer.mark_target(endpoint_id, TargetStatus.FAILED, error=NOT_IN_DIRECTORY)
 
+    def _release(self, host: str, claimed: list[int]) -> bool:
+        not_before = utcnow() + timedelta(seconds=self.host_interval)
+        return release_host(
+            self.store.engine,
+            self.run_id,
+            host,
+            self.worker,
+            claimed=claimed,
+            not_before=not_before,
+        )
+
     def _renew(self, hosts: list[str]) -> list[str]:
         return renew_leases(self.store.engine, self.run_id, self.worker, hosts, lease=self.lease)
 
@@ -285,8 +317,8 @@ class ClaimingSource:
         """After the writer closed: hand back the hosts still held. Done hosts are released;
         the rest (an interrupted or failing run) go back to pending for another worker."""
         try:
-            for host in list(self._held):
-                if completed and release_host(self.store.engine, self.run_id, host, self.worker):
+            for host, held in list(self._held.items()):
+                if completed and self._release(host, held.claimed):
                     del self._held[host]
             return_claims(self.store.engine, self.run_id, self.worker)
         except SQLAlchemyError as exc:  # the leases expire: another worker or a resume takes over

@@ -1,8 +1,12 @@
 """A run as a queue in the store: workers claim its hosts under leases and hand them back.
 
-The unit of work a worker claims is a *host*, not a target: the worker holding a host probes
-every pending target on it, so per-host politeness (rate and requests in flight) is enforced
-by that one process and holds across workers and machines without a shared rate limiter.
+The unit of work a worker claims is a *host*, not a target: while a worker holds a host it
+alone probes the host's targets, so per-host politeness (rate and requests in flight) is
+enforced by that one process and holds across workers and machines without a shared rate
+limiter. A claim covers a slice of the host's pending targets (`limit`); once the slice is
+written the host is handed back (:func:`release_host`) with a *not before* moment (the host's
+next allowed request start), so the rest of a busy host can go to whichever worker has room
+and no worker is left alone with a long tail at the end of a run.
 
 A claim is a lease. A live worker renews its leases (:func:`renew_leases`); a worker that
 dies (SIGKILL, a lost machine) stops renewing, and once its lease expires another worker
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -66,6 +70,8 @@ class QueueState:
     done: int
     #: The earliest moment a host held by another worker may be claimed, if any is held.
     next_expiry: datetime | None
+    #: The earliest moment a pending host handed back with a *not before* may be claimed.
+    next_free: datetime | None = None
 
     @property
     def finished(self) -> bool:
@@ -107,17 +113,23 @@ def claim_host(
     *,
     lease: timedelta = DEFAULT_LEASE,
     now: datetime | None = None,
+    limit: int | None = None,
 ) -> HostClaim | None:
-    """Claim the next free host of the run for `worker`; None when no host is free now.
+    """Claim the next free host of the run for `worker`, with at most `limit` of its pending
+    targets (all when None); None when no host is free now.
 
-    A host is free when pending, or claimed by a worker whose lease has expired. A free host
-    with no target left to do is marked done on the way and the next one is tried.
+    A host is free when pending (and past the *not before* it was handed back with), or
+    claimed by a worker whose lease has expired. A free host with no target left to do is
+    marked done on the way and the next one is tried.
     """
     while True:
         moment = now or utcnow()
         with engine.begin() as conn:
             free = or_(
-                RunHostRow.status == HostStatus.PENDING.value,
+                and_(
+                    RunHostRow.status == HostStatus.PENDING.value,
+                    or_(RunHostRow.lease_until.is_(None), RunHostRow.lease_until <= moment),
+                ),
                 and_(
                     RunHostRow.status == HostStatus.CLAIMED.value,
                     RunHostRow.lease_until < moment,
@@ -143,6 +155,7 @@ def claim_host(
                     RunTargetRow.status == TargetStatus.PENDING.value,
                 )
                 .order_by(RunTargetRow.id)
+                .limit(limit)
             ).all()
             if not targets:
                 conn.execute(
@@ -210,24 +223,39 @@ def renew_leases(
     return [h for h in hosts if h not in still]
 
 
-def release_host(engine: Engine, run_id: int, host: str, worker: str) -> bool:
-    """Mark a host `worker` holds done, if none of its targets is still pending.
+def release_host(
+    engine: Engine,
+    run_id: int,
+    host: str,
+    worker: str,
+    *,
+    claimed: Collection[int] | None = None,
+    not_before: datetime | None = None,
+) -> bool:
+    """Hand back a host `worker` holds once the targets it claimed (`claimed`; every target of
+    the host when None) are no longer pending: done when nothing of the host is left, else
+    pending again, claimable by any worker from `not_before` on.
 
-    Returns False (and leaves the claim) while a target is pending, e.g. because its final
-    state has not been written yet: the lease then decides who finishes it.
+    Returns False (and leaves the claim) while a claimed target is pending, e.g. because its
+    final state has not been written yet: the lease then decides who finishes it.
     """
+    pending = and_(
+        RunTargetRow.run_id == run_id,
+        RunTargetRow.host == host,
+        RunTargetRow.status == TargetStatus.PENDING.value,
+    )
     with engine.begin() as conn:
-        left = conn.scalar(
-            select(func.count())
-            .select_from(RunTargetRow)
-            .where(
-                RunTargetRow.run_id == run_id,
-                RunTargetRow.host == host,
-                RunTargetRow.status == TargetStatus.PENDING.value,
-            )
-        )
-        if left:
+        mine = pending if claimed is None else and_(pending, RunTargetRow.endpoint_id.in_(claimed))
+        if conn.scalar(select(func.count()).select_from(RunTargetRow).where(mine)):
             return False
+        left = claimed is not None and bool(
+            conn.scalar(select(func.count()).select_from(RunTargetRow).where(pending))
+        )
+        values: dict[str, object] = (
+            {"status": HostStatus.PENDING.value, "lease_until": not_before}
+            if left
+            else {"status": HostStatus.DONE.value, "finished_at": utcnow(), "lease_until": None}
+        )
         result = conn.execute(
             update(RunHostRow)
             .where(
@@ -236,7 +264,7 @@ def release_host(engine: Engine, run_id: int, host: str, worker: str) -> bool:
                 RunHostRow.worker == worker[:128],
                 RunHostRow.status == HostStatus.CLAIMED.value,
             )
-            .values(status=HostStatus.DONE.value, finished_at=utcnow(), lease_until=None)
+            .values(**values)
         )
         return bool(result.rowcount)
 
@@ -251,11 +279,13 @@ def queue_state(engine: Engine, run_id: int) -> QueueState:
         ).all()
     counts = {status: (count, expiry) for status, count, expiry in rows}
     held, expiry = counts.get(HostStatus.CLAIMED.value, (0, None))
+    pending, next_free = counts.get(HostStatus.PENDING.value, (0, None))
     return QueueState(
-        pending=counts.get(HostStatus.PENDING.value, (0, None))[0],
+        pending=pending,
         held=held,
         done=counts.get(HostStatus.DONE.value, (0, None))[0],
         next_expiry=expiry,
+        next_free=next_free,
     )
 
 

@@ -21,7 +21,7 @@ from probe.fleet.config import parse_fleet_config
 from probe.fleet.serve import running_fleet
 from probe.http.limits import Limits
 from probe.store.handle import Store
-from probe.store.tables import EndpointRow, HttpRequestRow, RunStatus
+from probe.store.tables import EndpointRow, HttpRequestRow, ProbeRunRow, RunStatus
 
 pytestmark = pytest.mark.slow
 
@@ -97,3 +97,8 @@ def test_a_throttling_host_is_slowed_down_alone_and_recorded(store: Store, tmp_p
     assert len(retried) >= len(throttled_rows)  # each throttled request was sent again
     assert any(status != 429 for status in retried)
     assert all(outcome.error is None for outcome in summary.outcomes)
+    # The run's note names the throttling host, and only it (probe history shows it).
+    with store.session() as s:
+        note = s.scalar(select(ProbeRunRow.note).where(ProbeRunRow.id == summary.run_id)) or ""
+    assert f"{throttling} throttled probe" in note, note
+    assert f"{calm} throttled" not in note

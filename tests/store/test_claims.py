@@ -18,7 +18,7 @@ from probe.store.claims import (
 )
 from probe.store.handle import Store
 from probe.store.runs import register_targets
-from probe.store.tables import ProbeRunRow, RunTargetRow, TargetStatus, utcnow
+from probe.store.tables import ProbeRunRow, RunHostRow, RunTargetRow, TargetStatus, utcnow
 from probe.store.writer import StoreWriter
 
 LEASE = timedelta(seconds=30)
@@ -164,3 +164,45 @@ def test_tally_counts_targets_and_each_worker_s_hosts(store: Store) -> None:
         "pending": 3 - len(first.endpoint_ids),
     }
     assert tally.hosts_by_worker == {"w1": 1, "w2": 1}
+
+
+def test_a_claim_takes_a_slice_and_the_rest_of_the_host_waits_its_not_before(
+    store: Store,
+) -> None:
+    run_id, hosts = _run_with_hosts(store, {"a.example": 5, "b.example": 1})
+    first = claim_host(store.engine, run_id, "w1", lease=LEASE, limit=2)
+    assert first is not None and first.host == "a.example" and len(first.endpoint_ids) == 2
+    # The slice is not written yet: the host stays with w1.
+    assert not release_host(store.engine, run_id, "a.example", "w1", claimed=first.endpoint_ids)
+    _finish(store, run_id, first.endpoint_ids, TargetStatus.DONE)
+    later = utcnow() + timedelta(seconds=5)
+    assert release_host(
+        store.engine, run_id, "a.example", "w1", claimed=first.endpoint_ids, not_before=later
+    )
+    # Pending again with three targets left, but nobody may start on it before `later`.
+    state = queue_state(store.engine, run_id)
+    assert (state.pending, state.held, state.done) == (2, 0, 0)
+    assert state.next_free is not None and abs((state.next_free - later).total_seconds()) < 1
+    other = claim_host(store.engine, run_id, "w2", lease=LEASE, limit=2)
+    assert other is not None and other.host == "b.example"
+    assert claim_host(store.engine, run_id, "w2", lease=LEASE, limit=2) is None
+    then = later + timedelta(seconds=1)
+    second = claim_host(store.engine, run_id, "w2", lease=LEASE, limit=2, now=then)
+    assert second is not None and second.host == "a.example"
+    assert not set(second.endpoint_ids) & set(first.endpoint_ids)
+    assert not second.reclaimed and not second.started_ids
+    _finish(store, run_id, second.endpoint_ids, TargetStatus.DONE)
+    assert release_host(store.engine, run_id, "a.example", "w2", claimed=second.endpoint_ids)
+    third = claim_host(store.engine, run_id, "w1", lease=LEASE, limit=2, now=then)
+    assert third is not None and len(third.endpoint_ids) == 1
+    _finish(store, run_id, third.endpoint_ids + other.endpoint_ids, TargetStatus.DONE)
+    assert release_host(store.engine, run_id, "a.example", "w1", claimed=third.endpoint_ids)
+    assert release_host(store.engine, run_id, "b.example", "w2", claimed=other.endpoint_ids)
+    every = first.endpoint_ids + second.endpoint_ids + third.endpoint_ids + other.endpoint_ids
+    assert sorted(every) == sorted(hosts)
+    assert queue_state(store.engine, run_id).finished
+    assert complete_if_finished(store.engine, run_id)
+    # Each worker that held a.example last is named; a.example was claimed three times.
+    with store.engine.connect() as conn:
+        claims = conn.scalar(select(RunHostRow.claims).where(RunHostRow.host == "a.example"))
+    assert claims == 3
