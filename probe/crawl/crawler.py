@@ -423,9 +423,14 @@ async def crawl(
     refs = [c for c in chosen if isinstance(c, TargetRef)] or lean.refs_for(
         c for c in chosen if isinstance(c, Target)
     )
-    ids = await anyio.to_thread.run_sync(store.upsert_directory, lean)
+    # A joining worker reads the ids its run's first worker stored (no write transaction
+    # that the other workers' claims and flushes would queue behind).
+    found = await anyio.to_thread.run_sync(store.endpoint_ids, lean) if join is not None else None
+    ids = (
+        found if found is not None else await anyio.to_thread.run_sync(store.upsert_directory, lean)
+    )
     by_id = TargetTable(lean, {ids[ref.key]: ref for ref in refs})
-    del ids, refs
+    del ids, refs, found
     resumed = False
     skipped = 0
     previous = latest_resumable_run(store.engine, RunKind.NIGHTLY) if resume else None
@@ -467,6 +472,7 @@ async def crawl(
         store_down_limit=options.store_down_limit,
         lease=timedelta(seconds=options.lease),
         host_interval=1.0 / options.rate,
+        pace=gate,
     )
     ended_run = True
     try:

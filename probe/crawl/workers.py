@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Protocol
 
 import anyio
 import httpx
@@ -65,6 +66,16 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines() or [type(exc).__name__])[0][:200]
 
 
+class HostPace(Protocol):
+    """A per-host pace this worker keeps and hands on (the crawl's politeness gate)."""
+
+    def host_pace(self, host: str) -> float:
+        """Seconds between request starts in force for `host`."""
+
+    def adopt_pace(self, host: str, interval: float) -> None:
+        """Start `host` at a pace another worker came to."""
+
+
 @dataclass(slots=True)
 class _Held:
     #: The targets this claim took (its slice of the host).
@@ -75,13 +86,18 @@ class _Held:
     lanes: int = 0
     scopes: set[anyio.CancelScope] = field(default_factory=set)
     lost: bool = False
+    #: The host's pace at this worker when its last target finished (read on the event loop).
+    pace: float = 0.0
 
 
 @dataclass(slots=True)
 class ClaimStats:
     """What one worker took from the queue."""
 
+    #: Distinct hosts this worker held at some point.
     hosts: int = 0
+    #: Claims taken (a slice of a host each).
+    slices: int = 0
     reclaimed: int = 0
     targets: int = 0
     lost: int = 0
@@ -105,6 +121,7 @@ class ClaimingSource:
         store_down_limit: float = 300.0,
         host_interval: float = 0.0,
         slice_size: int | None = None,
+        pace: HostPace | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -120,10 +137,13 @@ class ClaimingSource:
         #: targets left is claimable again only after it, so no worker starts early.
         self.host_interval = host_interval
         self.slice_size = slice_size or SLICE_PER_LANE * self.per_host
+        #: This worker's per-host pace (its politeness gate): handed on with a host.
+        self.pace = pace
         #: Why the source stopped early: the store stayed unreachable past the limit.
         self.gave_up: str | None = None
         self.stats = ClaimStats()
         self._held: dict[str, _Held] = {}
+        self._seen_hosts: set[str] = set()
         self._in_flight = 0
         self._changed = anyio.Event()
 
@@ -201,8 +221,13 @@ class ClaimingSource:
         claim: HostClaim,
         start: Callable[[Target, int], Awaitable[None]],
     ) -> None:
-        self.stats.hosts += 1
+        self.stats.slices += 1
+        if claim.host not in self._seen_hosts:
+            self._seen_hosts.add(claim.host)
+            self.stats.hosts += 1
         self.stats.reclaimed += claim.reclaimed
+        if claim.pace_s is not None and self.pace is not None:
+            self.pace.adopt_pace(claim.host, claim.pace_s)  # the host throttled another worker
         if claim.started_ids:  # a previous holder's partial observations: start clean
             await anyio.to_thread.run_sync(
                 clear_target_observations, self.store.engine, self.run_id, claim.started_ids
@@ -260,12 +285,13 @@ class ClaimingSource:
         if held is None:
             return
         held.remaining -= 1
+        held.pace = self.pace.host_pace(host) if self.pace is not None else self.host_interval
         if held.remaining <= 0 and not held.lost:
             # The targets' final states must be in the database before the host is done.
             released = False
             if await anyio.to_thread.run_sync(self.writer.flush):
                 try:
-                    released = await anyio.to_thread.run_sync(self._release, host, held.claimed)
+                    released = await anyio.to_thread.run_sync(self._release, host, held)
                 except SQLAlchemyError as exc:  # kept; finish() tries again
                     log.warning("could not hand back %s: %s", host, exc)
             if released:
@@ -299,15 +325,17 @@ class ClaimingSource:
     def _not_listed(self, endpoint_id: int) -> None:
         self.writer.mark_target(endpoint_id, TargetStatus.FAILED, error=NOT_IN_DIRECTORY)
 
-    def _release(self, host: str, claimed: list[int]) -> bool:
-        not_before = utcnow() + timedelta(seconds=self.host_interval)
+    def _release(self, host: str, held: _Held) -> bool:
+        """Hand `host` back (in a worker thread: the pace was read on the loop)."""
+        pace = max(held.pace, self.host_interval)
         return release_host(
             self.store.engine,
             self.run_id,
             host,
             self.worker,
-            claimed=claimed,
-            not_before=not_before,
+            claimed=held.claimed,
+            not_before=utcnow() + timedelta(seconds=max(pace, self.host_interval)),
+            pace_s=pace if pace > self.host_interval else None,
         )
 
     def _renew(self, hosts: list[str]) -> list[str]:
@@ -318,7 +346,7 @@ class ClaimingSource:
         the rest (an interrupted or failing run) go back to pending for another worker."""
         try:
             for host, held in list(self._held.items()):
-                if completed and self._release(host, held.claimed):
+                if completed and self._release(host, held):
                     del self._held[host]
             return_claims(self.store.engine, self.run_id, self.worker)
         except SQLAlchemyError as exc:  # the leases expire: another worker or a resume takes over

@@ -317,6 +317,25 @@ class Politeness:
         base = state.last_sent if state.last_sent is not None else now
         state.next_start = max(state.paused_until, base + state.pace(now))
 
+    def host_pace(self, host: str) -> float:
+        """Seconds between request starts in force for `host` now, waits for a pause included
+        (the configured interval for a host not seen)."""
+        state = self._hosts.get(host)
+        if state is None:
+            return self.interval
+        now = self._clock()
+        return max(state.pace(now), state.paused_until - now)
+
+    def adopt_pace(self, host: str, interval: float) -> None:
+        """Start `host` at a pace another worker came to (it throttled them): never faster than
+        the configured rate nor slower than the floor; a slower pace here is kept."""
+        state = self._host(host)
+        adopted = min(max(interval, self.interval), self.floor_interval)
+        if adopted > state.interval:
+            state.interval = adopted
+            state.slowest_interval = max(state.slowest_interval, adopted)
+            self._changed(state, self._clock())
+
     def stats(self) -> dict[str, dict[str, int]]:
         """Per host: requests made, the most in flight at once, throttling answers (429/503),
         slow-downs, milliseconds paused, and the slowest and final intervals in milliseconds."""

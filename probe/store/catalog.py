@@ -54,6 +54,40 @@ def upsert_directory(session: Session, payers: Iterable[Payer]) -> dict[str, int
     return ids
 
 
+def endpoint_ids(session: Session, payers: Iterable[Payer]) -> dict[str, int] | None:
+    """The endpoint id of each crawl target keyed by ``Target.key``, read without writing;
+    None when one of them is not in the store yet (the caller upserts instead)."""
+    ids: dict[str, int] = {}
+    seen: set[str] = set()
+    chunk: list[tuple[str, str]] = []
+
+    def read(pairs: list[tuple[str, str]]) -> bool:
+        urls = sorted({url for _, url in pairs})
+        found = {
+            (env, url): eid
+            for eid, env, url in session.execute(
+                select(EndpointRow.id, EndpointRow.environment, EndpointRow.base_url).where(
+                    EndpointRow.base_url.in_(urls)
+                )
+            )
+        }
+        for env, url in pairs:
+            if (env, url) not in found:
+                return False
+            ids[f"{env}:{url}"] = found[(env, url)]
+        return True
+
+    for payer in payers:
+        chunk += [(str(env), url) for _, env, url in payer_targets(payer, seen)]
+        if len(chunk) >= UPSERT_CHUNK:
+            if not read(chunk):
+                return None
+            chunk = []
+    if chunk and not read(chunk):
+        return None
+    return ids
+
+
 def _upsert_chunk(
     session: Session, chunk: list[Payer], seen: set[str], ids: dict[str, int]
 ) -> None:

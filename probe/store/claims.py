@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, and_, func, or_, select, update
 
 from probe.store.dialect import upsert
+from probe.store.engine import READ_ONLY
 from probe.store.runs import process_alive, this_host
 from probe.store.tables import (
     HostStatus,
@@ -59,6 +60,8 @@ class HostClaim:
     started_ids: list[int]
     #: True when the host was taken over from a worker whose lease expired.
     reclaimed: bool
+    #: Seconds between request starts the previous holder came to (None: the configured rate).
+    pace_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +139,7 @@ def claim_host(
                 ),
             )
             query = (
-                select(RunHostRow.id, RunHostRow.host, RunHostRow.status)
+                select(RunHostRow.id, RunHostRow.host, RunHostRow.status, RunHostRow.pace_ms)
                 .where(RunHostRow.run_id == run_id, free)
                 .order_by(RunHostRow.id)
                 .limit(1)
@@ -146,7 +149,7 @@ def claim_host(
             row = conn.execute(query).first()
             if row is None:
                 return None
-            host_row_id, host, status = row
+            host_row_id, host, status, pace_ms = row
             targets = conn.execute(
                 select(RunTargetRow.endpoint_id, RunTargetRow.started_at)
                 .where(
@@ -179,6 +182,7 @@ def claim_host(
                 endpoint_ids=[t.endpoint_id for t in targets],
                 started_ids=[t.endpoint_id for t in targets if t.started_at is not None],
                 reclaimed=status == HostStatus.CLAIMED.value,
+                pace_s=None if pace_ms is None else pace_ms / 1000,
             )
 
 
@@ -231,10 +235,12 @@ def release_host(
     *,
     claimed: Collection[int] | None = None,
     not_before: datetime | None = None,
+    pace_s: float | None = None,
 ) -> bool:
     """Hand back a host `worker` holds once the targets it claimed (`claimed`; every target of
     the host when None) are no longer pending: done when nothing of the host is left, else
-    pending again, claimable by any worker from `not_before` on.
+    pending again, claimable by any worker from `not_before` on, at the pace `pace_s` (seconds
+    between request starts) this worker came to.
 
     Returns False (and leaves the claim) while a claimed target is pending, e.g. because its
     final state has not been written yet: the lease then decides who finishes it.
@@ -252,7 +258,11 @@ def release_host(
             conn.scalar(select(func.count()).select_from(RunTargetRow).where(pending))
         )
         values: dict[str, object] = (
-            {"status": HostStatus.PENDING.value, "lease_until": not_before}
+            {
+                "status": HostStatus.PENDING.value,
+                "lease_until": not_before,
+                "pace_ms": None if pace_s is None else round(pace_s * 1000, 3),
+            }
             if left
             else {"status": HostStatus.DONE.value, "finished_at": utcnow(), "lease_until": None}
         )
@@ -271,7 +281,7 @@ def release_host(
 
 def queue_state(engine: Engine, run_id: int) -> QueueState:
     """Counts of the run's hosts by state and the earliest expiry of a held lease."""
-    with engine.connect() as conn:
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
         rows = conn.execute(
             select(RunHostRow.status, func.count(), func.min(RunHostRow.lease_until))
             .where(RunHostRow.run_id == run_id)

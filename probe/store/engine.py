@@ -120,10 +120,18 @@ def _on_sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> No
         cursor.close()
 
 
+#: Execution option of a connection that only reads: it begins a plain (deferred) SQLite
+#: transaction, so it does not queue behind other processes' writes (WAL lets it read).
+READ_ONLY = "probe_read_only"
+
+
 def _on_sqlite_begin(connection: Connection) -> None:
     # IMMEDIATE takes the write lock up front: concurrent writers wait (busy_timeout) instead of
     # failing with SQLITE_BUSY when a read transaction later tries to write.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_store_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:

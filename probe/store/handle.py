@@ -48,6 +48,13 @@ class Store:
         with self.session() as session:
             return catalog.upsert_directory(session, payers)
 
+    def endpoint_ids(self, directory: Directory | LeanDirectory) -> dict[str, int] | None:
+        """Endpoint ids keyed by ``Target.key`` when every target is stored, read without
+        writing (a worker joining a run); None when one is missing."""
+        payers = directory.payers if isinstance(directory, Directory) else directory.payers()
+        with self.session() as session:
+            return catalog.endpoint_ids(session, payers)
+
     def ensure_endpoint(
         self,
         base_url: str,

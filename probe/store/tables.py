@@ -225,9 +225,11 @@ class RunTargetRow(Base):
 class RunHostRow(Base):
     """One host of a run shared by workers: who holds it and until when (a lease).
 
-    A worker claims a host and probes every pending target on it, so per-host politeness
-    holds across processes without a shared rate limiter; a worker that dies stops renewing
-    its lease and another worker takes the host over once the lease expires.
+    A worker claims a host with a slice of its pending targets and alone probes them, so
+    per-host politeness holds across processes without a shared rate limiter; it hands the
+    host back with a *not before* (`lease_until` of a pending host) and the pace it came to
+    (`pace_ms`). A worker that dies stops renewing its lease and another worker takes the
+    host over once the lease expires.
     """
 
     __tablename__ = "run_hosts"
@@ -244,6 +246,8 @@ class RunHostRow(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     claims: Mapped[int] = mapped_column(Integer, default=0)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Seconds between request starts the last holder had come to (after any throttling), ms.
+    pace_ms: Mapped[float | None] = mapped_column(Float)
 
 
 class CheckResultRow(Base):
@@ -291,6 +295,8 @@ class HttpRequestRow(Base):
     error_class: Mapped[str | None] = mapped_column(String(64))
     step: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: Probe's own wait (politeness, concurrency) before sending; sent at started_at + wait_ms.
+    wait_ms: Mapped[float | None] = mapped_column(Float)
 
 
 class SyncJobRow(Base):

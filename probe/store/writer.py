@@ -202,6 +202,7 @@ class StoreWriter:
                 "error_class": clean_text(ex.error_class)[:64] if ex.error_class else None,
                 "step": clean_text(str(ex.step)),
                 "started_at": ex.started_at or now,
+                "wait_ms": round(float(ex.wait_ms), 3),
             }
             for ex in exchanges
         ]

@@ -120,3 +120,16 @@ def test_indefinite_inactive_access_survives_every_backend(store: Store) -> None
         rows = list(session.scalars(select(EndpointRow)))
         assert rows[0].facts == {"inactive_member_access_months": "inf"}
         assert _facts(rows) == EndpointFacts(inactive_member_access_months=float("inf"))
+
+
+def test_endpoint_ids_are_read_without_writing_and_none_when_one_is_missing(store: Store) -> None:
+    directory = parse_directory(YAML, Path("e.yaml"))
+    assert store.endpoint_ids(directory) is None  # nothing stored yet
+    ids = store.upsert_directory(directory)
+    assert store.endpoint_ids(directory) == ids
+    more = YAML.replace(
+        "payers:\n",
+        "payers:\n  - name: Newcomer\n    endpoints:\n      - base_url: https://new.example/r4\n",
+        1,
+    )
+    assert store.endpoint_ids(parse_directory(more, Path("e.yaml"))) is None

@@ -206,3 +206,33 @@ def test_a_claim_takes_a_slice_and_the_rest_of_the_host_waits_its_not_before(
     with store.engine.connect() as conn:
         claims = conn.scalar(select(RunHostRow.claims).where(RunHostRow.host == "a.example"))
     assert claims == 3
+
+
+def test_the_pace_a_host_was_handed_back_at_comes_with_its_next_claim(store: Store) -> None:
+    run_id, _ = _run_with_hosts(store, {"a.example": 3})
+    first = claim_host(store.engine, run_id, "w1", lease=LEASE, limit=1)
+    assert first is not None and first.pace_s is None  # never throttled: the configured rate
+    _finish(store, run_id, first.endpoint_ids, TargetStatus.DONE)
+    assert release_host(
+        store.engine, run_id, "a.example", "w1", claimed=first.endpoint_ids, pace_s=0.8
+    )
+    second = claim_host(store.engine, run_id, "w2", lease=LEASE, limit=1)
+    assert second is not None and second.pace_s == 0.8
+
+
+def test_reading_the_queue_does_not_wait_for_another_process_s_write(store: Store) -> None:
+    """SQLite: a writer holding the lock (a flush, a claim) does not hold up queue reads."""
+    import time
+
+    import pytest
+
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL readers never wait for writers")
+    run_id, _ = _run_with_hosts(store, {"a.example": 2})
+    with store.engine.begin() as writing:  # BEGIN IMMEDIATE: the write lock is held
+        writing.execute(select(RunHostRow.id)).all()
+        started = time.monotonic()
+        state = queue_state(store.engine, run_id)
+        waited = time.monotonic() - started
+    assert state.pending == 1
+    assert waited < 2.0  # not the busy timeout: the reader did not ask for the write lock

@@ -262,3 +262,30 @@ def test_postgres_restart_between_flushes_loses_nothing(pg_admin: Engine) -> Non
     finally:
         with pg_admin.connect() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+def test_probe_s_own_wait_is_stored_beside_the_server_s_latency(store: Store) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from probe.models import Exchange, ExtractStep
+    from probe.store.tables import HttpRequestRow
+
+    run_id = store.start_run("check", {})
+    endpoint_id = store.ensure_endpoint("https://wait.example/fhir")
+    writer = store.writer(run_id)
+    sent = Exchange(
+        method="GET",
+        url="https://wait.example/fhir/metadata",
+        step=ExtractStep.DISCOVERY,
+        status=200,
+        latency_ms=150.0,
+        wait_ms=420.5,
+        started_at=datetime.now(UTC),
+    )
+    writer.add_exchanges(endpoint_id, [sent])
+    assert writer.close()
+    with store.session() as s:
+        latency, wait = s.execute(select(HttpRequestRow.latency_ms, HttpRequestRow.wait_ms)).one()
+    assert (latency, wait) == (150.0, 420.5)
