@@ -131,6 +131,7 @@ def run_command(
     import anyio
     from sqlalchemy.exc import SQLAlchemyError
 
+    from probe.cli.malloc import limit_malloc_arenas
     from probe.cli.run_workers import PoolReporter, WorkerPool, finish_pooled, pooled_line
     from probe.crawl.crawler import crawl, in_shard, parse_shard, unknown_names
     from probe.crawl.options import CrawlOptions
@@ -144,6 +145,7 @@ def run_command(
     from probe.store.tables import RunStatus
     from probe.sync.limits import SyncLimits
 
+    limit_malloc_arenas()  # before any thread starts: memory flat in the directory's size
     err = Console(stderr=True)
     try:  # drift options (docs/drift.md)
         webhook = validate_webhook_url(notify_webhook) if notify_webhook else None
