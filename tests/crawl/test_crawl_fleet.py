@@ -14,7 +14,6 @@ from typing import Any
 
 import anyio
 import pytest
-import yaml
 from sqlalchemy import select
 
 from probe.cli.progress import LogReporter
@@ -35,6 +34,7 @@ from probe.store.tables import (
     SyncJobRow,
 )
 from probe.sync.limits import SyncLimits
+from tests.fleet_files import fleet_directory
 
 pytestmark = pytest.mark.slow
 
@@ -75,9 +75,7 @@ def test_crawl_of_a_mixed_fleet(store: Store, tmp_path: Path) -> None:
 
     async def go() -> None:
         async with running_fleet(config) as fleet:
-            secrets = tmp_path / "secrets.yaml"
-            secrets.write_text(yaml.safe_dump(fleet.secrets()))
-            directory = fleet.directory(str(secrets))
+            directory, secrets = fleet_directory(fleet, tmp_path)
             options = CrawlOptions(
                 concurrency=16,
                 per_host=PER_HOST,

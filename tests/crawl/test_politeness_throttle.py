@@ -10,7 +10,6 @@ from typing import Any
 
 import anyio
 import pytest
-import yaml
 from sqlalchemy import select
 
 from probe.cli.progress import LogReporter
@@ -22,6 +21,7 @@ from probe.fleet.serve import running_fleet
 from probe.http.limits import Limits
 from probe.store.handle import Store
 from probe.store.tables import EndpointRow, HttpRequestRow, ProbeRunRow, RunStatus
+from tests.fleet_files import fleet_directory
 
 pytestmark = pytest.mark.slow
 
@@ -46,9 +46,7 @@ def test_a_throttling_host_is_slowed_down_alone_and_recorded(store: Store, tmp_p
 
     async def go() -> None:
         async with running_fleet(config) as fleet:
-            secrets = tmp_path / "secrets.yaml"
-            secrets.write_text(yaml.safe_dump(fleet.secrets()))
-            directory = fleet.directory(str(secrets))
+            directory, secrets = fleet_directory(fleet, tmp_path)
             options = CrawlOptions(
                 concurrency=8,
                 per_host=2,

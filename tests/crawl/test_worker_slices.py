@@ -13,7 +13,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import yaml
 from sqlalchemy import select
 
 import probe.crawl.workers as workers
@@ -28,6 +27,7 @@ from probe.fleet.serve import running_fleet
 from probe.http.limits import Limits
 from probe.store.handle import Store
 from probe.store.tables import HttpRequestRow, RunHostRow, RunStatus, RunTargetRow
+from tests.fleet_files import fleet_directory
 
 pytestmark = pytest.mark.slow
 
@@ -100,9 +100,7 @@ def test_two_workers_share_one_busy_host_slice_by_slice(
 
     async def go() -> None:
         async with running_fleet(config) as fleet:
-            secrets = tmp_path / "secrets.yaml"
-            secrets.write_text(yaml.safe_dump(fleet.secrets()))
-            directory = fleet.directory(str(secrets))
+            directory, secrets = fleet_directory(fleet, tmp_path)
             chosen = select_targets(directory)
             source = SecretSource(secrets)
             transport = SendTimes(httpx.AsyncHTTPTransport())

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import yaml
 
 from probe.crawl.crawler import CrawlSummary, TargetOutcome, crawl, select_targets
 from probe.crawl.options import CrawlOptions
@@ -20,6 +19,7 @@ from probe.http.limits import Limits
 from probe.store.handle import Store
 from probe.store.tables import RunStatus
 from probe.sync.limits import SyncLimits
+from tests.fleet_files import fleet_directory
 
 
 class Quiet:
@@ -53,9 +53,7 @@ def crawl_fleet(
     fleet = Fleet(fleet_config(payers), port=8080)
     if changes:
         change_fleet(fleet, changes)
-    secrets = tmp_path / "fleet-secrets.yaml"
-    secrets.write_text(yaml.safe_dump(fleet.secrets()))
-    directory = fleet.directory(str(secrets))
+    directory, secrets = fleet_directory(fleet, tmp_path, "fleet-secrets.yaml")
     options = CrawlOptions(
         concurrency=4,
         per_host=2,
