@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from probe.crawl.options import CrawlOptions
+from probe.crawl.options import MAX_SIZED_CONCURRENCY, CrawlOptions
 
 if TYPE_CHECKING:
     from probe.crawl.crawler import CrawlSummary
@@ -37,8 +37,14 @@ def run_command(
         str | None, typer.Option(help="I/N: probe the I-th of N stable slices of the directory")
     ] = None,
     concurrency: Annotated[
-        int, typer.Option(min=1, help="endpoints probed at once")
-    ] = _CRAWL_DEFAULTS.concurrency,
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="endpoints probed at once [default: every host's --per-host lanes, "
+            f"{_CRAWL_DEFAULTS.concurrency} to {MAX_SIZED_CONCURRENCY}]",
+        ),
+    ] = None,
     total_requests: Annotated[
         int,
         typer.Option(
@@ -185,7 +191,8 @@ def run_command(
     if directory.secrets_file:
         secrets_file = (directory_file.parent / directory.secrets_file).resolve()
     options = CrawlOptions(
-        concurrency=concurrency,
+        concurrency=concurrency or _CRAWL_DEFAULTS.concurrency,
+        size_to_hosts=concurrency is None,
         per_host=per_host,
         rate=rate,
         total_requests=total_requests,

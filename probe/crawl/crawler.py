@@ -25,8 +25,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from probe.checks.discovery import run_discovery
 from probe.checks.portal import PortalObservation, run_portal_checks
 from probe.crawl.authorizing import MemberLogins, login_target
-from probe.crawl.options import CrawlOptions
-from probe.crawl.workers import ClaimingSource, ClaimStats, host_map
+from probe.crawl.options import CrawlOptions, sized_concurrency
+from probe.crawl.workers import ClaimingSource, ClaimStats, host_key, host_map
 from probe.directory.lean import LeanDirectory, TargetRef, TargetTable
 from probe.directory.schema import Directory, Target, targets
 from probe.directory.secrets import SecretSource, TokenStore
@@ -170,6 +170,8 @@ class CrawlSummary:
     claims: ClaimStats = field(default_factory=ClaimStats)
     #: Targets this process probed (outcomes beyond the kept ones are counted, not held).
     probed: int = 0
+    #: Endpoints this worker probed at once at most (`--concurrency`, or sized to the hosts).
+    concurrency: int = 0
 
 
 @dataclass(slots=True)
@@ -455,6 +457,11 @@ async def crawl(
         register_targets(store.engine, run_id, by_id)
         register_hosts(store.engine, run_id, host_map(by_id.base_urls()))
         todo_ids = list(by_id)
+    if options.size_to_hosts:  # every host of the run gets its lanes (docs/crawl.md)
+        hosts = len({host_key(url) for url in by_id.base_urls().values()})
+        options = dataclasses.replace(
+            options, concurrency=sized_concurrency(options.concurrency, hosts, options.per_host)
+        )
     gate = Politeness(per_host=options.per_host, rate=options.rate, total=options.total_requests)
     breaker = CircuitBreaker(options.breaker_threshold) if options.breaker_threshold > 0 else None
     log_of = OutcomeLog(options.keep_outcomes)
@@ -540,6 +547,7 @@ async def crawl(
         reporter.finished(status, log_of.count)
     summary = CrawlSummary(run_id, status, outcomes, resumed, skipped, gate.stats(), writer_ok)
     summary.probed = log_of.count
+    summary.concurrency = options.concurrency
     summary.open_circuits = _circuits(breaker)
     summary.store_error = store_error
     summary.ended_run = ended_run

@@ -17,6 +17,8 @@ from probe.sync.limits import SyncLimits
 #: politeness of 70 hosts allows (70 x 10 requests/s over ~5 requests an endpoint); at 1 s
 #: latency still about 20 a second.
 DEFAULT_CONCURRENCY = 64
+#: The most endpoints in flight the directory-sized default goes to (`sized_concurrency`).
+MAX_SIZED_CONCURRENCY = 1024
 #: Requests in flight in the whole process (`--total-requests`). Politeness allows at most
 #: min(H x per_host / L, H x rate) requests a second over H hosts at latency L; the process-wide
 #: cap must not bind first, so it is sized for H x per_host in flight: 256 keeps 128 hosts at
@@ -32,11 +34,20 @@ DEFAULT_PER_HOST = 2
 DEFAULT_RATE = 10.0
 
 
+def sized_concurrency(floor: int, hosts: int, per_host: int) -> int:
+    """Endpoints in flight that give each of `hosts` its `per_host` lanes (a worker probes a
+    host through that many), at least `floor` and at most :data:`MAX_SIZED_CONCURRENCY`."""
+    return max(floor, min(hosts * per_host, MAX_SIZED_CONCURRENCY))
+
+
 @dataclass(frozen=True, slots=True)
 class CrawlOptions:
     """How hard and how widely to crawl (see docs/crawl.md for how the defaults are sized)."""
 
     concurrency: int = DEFAULT_CONCURRENCY
+    #: Raise `concurrency` to give every host of the run its `per_host` lanes (`--concurrency`
+    #: not given): a directory of many hosts is not probed 32 hosts at a time.
+    size_to_hosts: bool = False
     per_host: int = DEFAULT_PER_HOST
     rate: float = DEFAULT_RATE
     total_requests: int = DEFAULT_TOTAL_REQUESTS
@@ -60,6 +71,7 @@ class CrawlOptions:
         """The options as stored with the run (no secrets here)."""
         return {
             "concurrency": self.concurrency,
+            "concurrency_sized_to_hosts": self.size_to_hosts,
             "per_host": self.per_host,
             "rate": self.rate,
             "total_requests": self.total_requests,
