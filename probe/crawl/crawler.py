@@ -26,7 +26,7 @@ from probe.checks.discovery import run_discovery
 from probe.checks.portal import PortalObservation, run_portal_checks
 from probe.crawl.authorizing import MemberLogins, login_target
 from probe.crawl.options import CrawlOptions, sized_concurrency
-from probe.crawl.workers import ClaimingSource, ClaimStats, host_key, host_map
+from probe.crawl.workers import ClaimingSource, ClaimStats, host_map
 from probe.directory.lean import LeanDirectory, TargetRef, TargetTable
 from probe.directory.schema import Directory, Target, targets
 from probe.directory.secrets import SecretSource, TokenStore
@@ -243,8 +243,12 @@ def select_targets(
 
 def unknown_names(directory: Directory | LeanDirectory, only: Sequence[str]) -> list[str]:
     """Names given to --only that match no payer."""
-    listed = directory.names if isinstance(directory, LeanDirectory) else directory.payers
-    names = {(p if isinstance(p, str) else p.name).casefold() for p in listed}
+    listed = (
+        directory.names
+        if isinstance(directory, LeanDirectory)
+        else [p.name for p in directory.payers]
+    )
+    names = {name.casefold() for name in listed}
     return [n for n in only if n.casefold() not in names]
 
 
@@ -433,6 +437,7 @@ async def crawl(
     )
     by_id = TargetTable(lean, {ids[ref.key]: ref for ref in refs})
     del ids, refs, found
+    hosts = host_map(by_id.base_urls())  # each target's host: claims and lanes go by host
     resumed = False
     skipped = 0
     previous = latest_resumable_run(store.engine, RunKind.NIGHTLY) if resume else None
@@ -446,7 +451,7 @@ async def crawl(
         resumed = True
         if not run_has_targets(store.engine, run_id):  # killed before its targets were listed
             register_targets(store.engine, run_id, by_id)
-        register_hosts(store.engine, run_id, host_map(by_id.base_urls()))
+        register_hosts(store.engine, run_id, hosts)
         todo_ids = [eid for eid in unfinished_targets(store.engine, run_id) if eid in by_id]
         skipped = len(by_id) - len(todo_ids)
         clear_target_observations(store.engine, run_id, todo_ids)
@@ -455,13 +460,14 @@ async def crawl(
     else:
         run_id = store.start_run(RunKind.NIGHTLY, options.to_config())
         register_targets(store.engine, run_id, by_id)
-        register_hosts(store.engine, run_id, host_map(by_id.base_urls()))
+        register_hosts(store.engine, run_id, hosts)
         todo_ids = list(by_id)
     if options.size_to_hosts:  # every host of the run gets its lanes (docs/crawl.md)
-        hosts = len({host_key(url) for url in by_id.base_urls().values()})
+        count = len(set(hosts.values()))
         options = dataclasses.replace(
-            options, concurrency=sized_concurrency(options.concurrency, hosts, options.per_host)
+            options, concurrency=sized_concurrency(options.concurrency, count, options.per_host)
         )
+    del hosts  # one entry per target: not held for the whole run
     gate = Politeness(per_host=options.per_host, rate=options.rate, total=options.total_requests)
     breaker = CircuitBreaker(options.breaker_threshold) if options.breaker_threshold > 0 else None
     log_of = OutcomeLog(options.keep_outcomes)

@@ -18,7 +18,7 @@ import functools
 import itertools
 import marshal
 import pickle
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -311,7 +311,7 @@ def _checked(text: str) -> Any:
 def select_refs(
     directory: LeanDirectory,
     only: Collection[str] = (),
-    keep: Any = None,
+    keep: Callable[[TargetRef], bool] | None = None,
 ) -> list[TargetRef]:
     """The directory's targets, filtered by payer name (case-insensitive) and `keep(ref)`."""
     wanted = {name.casefold() for name in only}

@@ -7,7 +7,7 @@ history. Functions take a Session and flush but never commit; the caller owns th
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,23 +33,29 @@ def _payer_fields(payer: Payer) -> dict[str, Any]:
 UPSERT_CHUNK = 500
 
 
+def _in_chunks(payers: Iterable[Payer]) -> Iterator[list[Payer]]:
+    """The payers `UPSERT_CHUNK` at a time (a generator keeps the directory out of memory)."""
+    chunk: list[Payer] = []
+    for payer in payers:
+        chunk.append(payer)
+        if len(chunk) >= UPSERT_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def upsert_directory(session: Session, payers: Iterable[Payer]) -> dict[str, int]:
     """Insert or update every payer and endpoint of the directory; idempotent.
 
     Returns the endpoint id of each crawl target keyed by ``Target.key``
     (``"environment:base_url"``). An endpoint that moved to another payer is reassigned.
-    Payers are taken `UPSERT_CHUNK` at a time (a generator keeps the directory out of memory),
-    with one query for a chunk's payers and one for its endpoints.
+    Payers are taken `UPSERT_CHUNK` at a time, with one query for a chunk's payers and one for
+    its endpoints.
     """
     ids: dict[str, int] = {}
     seen: set[str] = set()
-    chunk: list[Payer] = []
-    for payer in payers:
-        chunk.append(payer)
-        if len(chunk) >= UPSERT_CHUNK:
-            _upsert_chunk(session, chunk, seen, ids)
-            chunk = []
-    if chunk:
+    for chunk in _in_chunks(payers):
         _upsert_chunk(session, chunk, seen, ids)
     return ids
 
@@ -59,32 +65,20 @@ def endpoint_ids(session: Session, payers: Iterable[Payer]) -> dict[str, int] | 
     None when one of them is not in the store yet (the caller upserts instead)."""
     ids: dict[str, int] = {}
     seen: set[str] = set()
-    chunk: list[tuple[str, str]] = []
-
-    def read(pairs: list[tuple[str, str]]) -> bool:
-        urls = sorted({url for _, url in pairs})
+    for chunk in _in_chunks(payers):
+        pairs = [(str(env), url) for payer in chunk for _, env, url in payer_targets(payer, seen)]
         found = {
             (env, url): eid
             for eid, env, url in session.execute(
                 select(EndpointRow.id, EndpointRow.environment, EndpointRow.base_url).where(
-                    EndpointRow.base_url.in_(urls)
+                    EndpointRow.base_url.in_(sorted({url for _, url in pairs}))
                 )
             )
         }
         for env, url in pairs:
             if (env, url) not in found:
-                return False
-            ids[f"{env}:{url}"] = found[(env, url)]
-        return True
-
-    for payer in payers:
-        chunk += [(str(env), url) for _, env, url in payer_targets(payer, seen)]
-        if len(chunk) >= UPSERT_CHUNK:
-            if not read(chunk):
                 return None
-            chunk = []
-    if chunk and not read(chunk):
-        return None
+            ids[f"{env}:{url}"] = found[(env, url)]
     return ids
 
 

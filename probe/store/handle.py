@@ -6,7 +6,7 @@ them in ``anyio.to_thread.run_sync``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,7 +20,7 @@ import probe.store.catalog as catalog
 import probe.store.locks as locks
 import probe.store.runs as runs
 from probe.directory.lean import LeanDirectory
-from probe.directory.schema import Directory, Environment
+from probe.directory.schema import Directory, Environment, Payer
 from probe.store.locks import RunLock
 from probe.store.tables import RunKind, RunStatus
 from probe.store.writer import StoreWriter
@@ -44,16 +44,14 @@ class Store:
 
     def upsert_directory(self, directory: Directory | LeanDirectory) -> dict[str, int]:
         """Mirror the directory's payers and endpoints; endpoint ids keyed by ``Target.key``."""
-        payers = directory.payers if isinstance(directory, Directory) else directory.payers()
         with self.session() as session:
-            return catalog.upsert_directory(session, payers)
+            return catalog.upsert_directory(session, _payers_of(directory))
 
     def endpoint_ids(self, directory: Directory | LeanDirectory) -> dict[str, int] | None:
         """Endpoint ids keyed by ``Target.key`` when every target is stored, read without
         writing (a worker joining a run); None when one is missing."""
-        payers = directory.payers if isinstance(directory, Directory) else directory.payers()
         with self.session() as session:
-            return catalog.endpoint_ids(session, payers)
+            return catalog.endpoint_ids(session, _payers_of(directory))
 
     def ensure_endpoint(
         self,
@@ -111,3 +109,8 @@ class Store:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _payers_of(directory: Directory | LeanDirectory) -> Iterable[Payer]:
+    """A directory's payers: the loaded list, or rebuilt one at a time from a lean directory."""
+    return directory.payers if isinstance(directory, Directory) else directory.payers()
