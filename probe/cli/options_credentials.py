@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from probe.sync.auth import Credentials
+    from probe.directory.credentials import Credentials
 
 
 def credentials_from_options(
@@ -24,12 +24,14 @@ def credentials_from_options(
     scope: str | None,
     token_url: str | None,
 ) -> Credentials | None:
-    """The credentials the options describe; ValueError with a usage message when inconsistent."""
-    from pydantic import ValidationError
+    """The credentials the options describe; ValueError with a usage message when inconsistent.
 
-    from probe.directory.schema import (
+    They are the plain values of probe.directory.credentials, checked as the directory's schema
+    checks its own (same messages), without importing pydantic or YAML."""
+    from probe.directory.credentials import (
         BackendServicesCredentials,
         BearerCredentials,
+        CredentialsError,
         RefreshTokenCredentials,
         SecretRef,
     )
@@ -47,16 +49,15 @@ def credentials_from_options(
         raise ValueError(f"choose one credential kind, not {' and '.join(kinds)}")
     try:
         if token_env:
-            return BearerCredentials(kind="bearer", token=SecretRef(env=token_env))
+            return BearerCredentials(token=SecretRef(env=token_env))
         if refresh_token_env:
             if not client_id:
                 raise ValueError("--refresh-token-env needs --client-id")
             return RefreshTokenCredentials(
-                kind="refresh_token",
                 client_id=client_id,
                 client_secret=SecretRef(env=client_secret_env) if client_secret_env else None,
                 refresh_token=SecretRef(env=refresh_token_env),
-                auth_method=auth_method,
+                auth_method=auth_method,  # type: ignore[arg-type]  # checked when built
                 token_url=token_url,
                 scope=scope,
             )
@@ -64,18 +65,15 @@ def credentials_from_options(
             if not client_id:
                 raise ValueError("--private-key-env needs --client-id")
             return BackendServicesCredentials(
-                kind="backend_services",
                 client_id=client_id,
                 private_key=SecretRef(env=private_key_env),
                 key_id=key_id,
-                algorithm=algorithm,
+                algorithm=algorithm,  # type: ignore[arg-type]  # checked when built
                 token_url=token_url,
                 scope=scope or "system/*.read",
             )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ValueError(f"{where}: {first['msg']}" if where else first["msg"]) from None
+    except CredentialsError as exc:
+        raise ValueError(str(exc)) from None
     return None
 
 

@@ -70,7 +70,7 @@ def sync_command(
     from probe.http.fetch import Fetcher, new_client
     from probe.http.guard import AddressGuard
     from probe.sync.limits import SyncLimits
-    from probe.sync.session import fetch_documents, sync_patient, warm_up_validation
+    from probe.sync.session import sync_with_discovery, warm_up_validation
 
     url = base_url_argument(base_url)
     if output_format.lower() not in ("table", "json"):
@@ -107,22 +107,19 @@ def sync_command(
         async with new_client(verify=ca_bundle or True, guard=guard) as client:
             breaker = bounds.breaker_for(breaker_threshold)
             fetcher = Fetcher(client, limits, breaker=breaker, guard=guard)
-            # The two documents the sync reads, without discovery's checks (none is printed).
-            documents = await fetch_documents(fetcher, url)
-            if not no_validate:
-                # The validator's one-time build (a tenth of a second or two, holding the GIL)
-                # starts now, as the patient's first request goes out: it runs while the server
-                # prepares $everything instead of delaying the requests.
-                warm_up_validation()
-            return await sync_patient(
+            # The two documents the sync reads (without discovery's checks: none is printed)
+            # are fetched while `$everything` is already on its way. The validator's one-time
+            # build (a tenth of a second, holding the GIL) starts once they are in: the
+            # patient's first request is out by then, and the build runs while the server
+            # prepares its answer instead of delaying the requests.
+            return await sync_with_discovery(
                 fetcher,
-                documents.base_url,
+                url,
                 patient,
                 credentials,
                 SecretSource(),
+                on_documents=None if no_validate else warm_up_validation,
                 patient_label=label,
-                capability=documents.capability,
-                smart_configuration=documents.smart_configuration,
                 token_store=TokenStore(token_store) if token_store else None,
                 limits=sync_limits,
             )

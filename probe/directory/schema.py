@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from probe.directory.credentials import ENV_NAME_PATTERN, url_userinfo_problem
+
 
 class OrganizationStatus(enum.StrEnum):
     """A payer's connection status as the State of the Payer report classifies it."""
@@ -56,7 +58,7 @@ class _Strict(BaseModel):
 class SecretRef(_Strict):
     """Where a secret comes from: an environment variable or a key of the secrets file."""
 
-    env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    env: str | None = Field(default=None, pattern=ENV_NAME_PATTERN)
     secret: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
@@ -175,12 +177,9 @@ class EndpointFacts(_Strict):
 
 def _check_no_userinfo(value: str) -> None:
     """Refuse credentials written into a URL (``https://user:password@host``)."""
-    netloc = urlsplit(value).netloc
-    if "@" in netloc:
-        raise ValueError(
-            "a URL must not carry a user name or password (user:password@host); "
-            "put credentials in 'credentials' as {env: VARIABLE} or {secret: KEY}"
-        )
+    problem = url_userinfo_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def _check_base_url(value: str) -> str:

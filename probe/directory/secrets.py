@@ -11,11 +11,12 @@ import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from probe.directory.schema import SecretRef, yaml_bound_problem
+if TYPE_CHECKING:
+    from probe.directory.credentials import SecretReference
+# yaml and probe.directory.schema (pydantic) are imported where a file is read or written: a
+# sync whose secrets come from the environment needs neither (start-up, probe/cli/sync.py).
 
 _listeners: list[Callable[[str], None]] = []
 
@@ -50,6 +51,10 @@ class SecretSource:
         if self._file is None:
             self._values = {}
             return self._values
+        import yaml
+
+        from probe.directory.schema import yaml_bound_problem
+
         try:
             text = self._file.read_text(encoding="utf-8")
             bound = yaml_bound_problem(text, self._file)
@@ -65,7 +70,7 @@ class SecretSource:
         self._values = {str(k): str(v) for k, v in data.items() if v is not None}
         return self._values
 
-    def resolve(self, ref: SecretRef) -> str:
+    def resolve(self, ref: SecretReference) -> str:
         """The secret's value; SecretError naming the reference when it is not there."""
         if ref.env is not None:
             value = self._env.get(ref.env)
@@ -94,6 +99,8 @@ class TokenStore:
     def _read(self) -> dict[str, str]:
         if self.path is None:
             return dict(self._memory)
+        import yaml
+
         try:
             data = yaml.safe_load(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -120,6 +127,8 @@ class TokenStore:
 
 def write_private_yaml(path: Path, data: dict[str, Any]) -> None:
     """Replace `path` atomically with `data` as YAML, readable by its owner only (mode 0600)."""
+    import yaml
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
     try:

@@ -14,13 +14,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import quote, urlencode
 
-from probe.directory.schema import (
+from probe.directory.credentials import (
     BackendServicesCredentials,
     BearerCredentials,
     RefreshTokenCredentials,
+    plain_credentials,
 )
 from probe.directory.secrets import SecretSource, TokenStore, on_secret_resolved
 from probe.http.body import parse_json
@@ -30,7 +31,18 @@ from probe.http.urls import origin_of
 from probe.models import Exchange, ExtractStep
 from probe.sync.result import TokenFacts
 
-Credentials = BearerCredentials | RefreshTokenCredentials | BackendServicesCredentials
+if TYPE_CHECKING:
+    from probe.directory import credentials as plain
+    from probe.directory import schema
+    from probe.sync.documents import PendingDocuments
+
+#: What a sync takes as credentials: the plain values `probe sync` builds from its options
+#: (probe.directory.credentials, no pydantic) or the directory's models (`probe run`), which
+#: the authorizer copies into plain values when it is made.
+Credentials: TypeAlias = (
+    "plain.Credentials | schema.BearerCredentials | schema.RefreshTokenCredentials"
+    " | schema.BackendServicesCredentials"
+)
 
 # Every secret resolved from the directory's references is scrubbed wherever probe stores or
 # prints text (probe/http/redact.py).
@@ -52,12 +64,19 @@ class Authorizer:
     record: Callable[[list[Exchange]], None]
     facts: TokenFacts = field(default_factory=TokenFacts)
     discovered_token_url: str | None = None
+    #: Discovery still in flight: its SMART configuration's token endpoint becomes
+    #: `discovered_token_url` when a token is first needed without a configured one.
+    discovery: PendingDocuments | None = None
     token_store: TokenStore | None = None
     clock: Callable[[], float] = time.monotonic
     _access_token: str | None = None
     _expires_at: float | None = None
     _refresh_token: str | None = None
     _secret_values: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # The directory's pydantic models are copied into plain values of the same fields.
+        self.credentials = plain_credentials(self.credentials)
 
     @property
     def store_key(self) -> str:
@@ -114,6 +133,13 @@ class Authorizer:
 
     async def _obtain(self) -> None:
         creds = self.credentials
+        needs_discovery = not isinstance(creds, BearerCredentials) and not getattr(
+            creds, "token_url", None
+        )
+        if self.discovery is not None and needs_discovery:
+            documents = await self.discovery.get()
+            self.discovered_token_url = token_endpoint(documents.smart_configuration)
+            self.discovery = None
         if isinstance(creds, BearerCredentials):
             self.facts.kind = "bearer"
             self._access_token = self.secrets.resolve(creds.token)
@@ -243,6 +269,13 @@ class Authorizer:
         if refresh_life is not None:
             self.facts.refresh_token_lifetime_s = refresh_life
         return data
+
+
+def token_endpoint(smart_configuration: dict[str, Any] | None) -> str | None:
+    """The token endpoint a SMART configuration names (untrusted: see Authorizer.token_url)."""
+    if smart_configuration and isinstance(smart_configuration.get("token_endpoint"), str):
+        return str(smart_configuration["token_endpoint"])
+    return None
 
 
 #: What an access token may hold to be sent as ``Bearer <token>``: printable ASCII, no spaces.

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urljoin
 
 import anyio
@@ -27,6 +27,9 @@ from probe.sync.limits import SyncLimits
 from probe.sync.references import R4_ID_LENGTH, ReferenceSet
 from probe.sync.result import SyncResult
 from probe.sync.searches import SearchPlan, plan_searches
+
+if TYPE_CHECKING:
+    from probe.sync.documents import PendingDocuments
 
 # Fetch-level bounds and faults that become sync findings under their own name (docs/hostile.md).
 BOUND_FINDINGS = frozenset(
@@ -74,14 +77,19 @@ class PatientSync:
         *,
         patient_label: str | None = None,
         capability: dict[str, Any] | None = None,
+        documents: PendingDocuments | None = None,
         limits: SyncLimits | None = None,
         on_exchanges: Callable[[list[Exchange]], None] | None = None,
     ) -> None:
+        """`capability` is the server's CapabilityStatement; or `documents` brings it later
+        (discovery still in flight), awaited only where the sync reads it: the POST fallback
+        of a 405 to `$everything`, and the per-resource searches."""
         self.fetcher = fetcher
         self.base = base_url.rstrip("/")
         self.patient_id = patient_id
         self.auth = authorizer
         self.capability = capability
+        self._documents = documents
         self.limits = limits or SyncLimits()
         self.on_exchanges = on_exchanges
         self._scope: anyio.CancelScope | None = None
@@ -97,6 +105,13 @@ class PatientSync:
         authorizer.record = self._record
         self._auth_failed: str | None = None
         self._incomplete = False  # data lost that no fallback recovered
+
+    async def _capability(self) -> dict[str, Any] | None:
+        """The CapabilityStatement, waiting for discovery's answer if it is still in flight."""
+        if self._documents is not None:
+            self.capability = (await self._documents.get()).capability
+            self._documents = None
+        return self.capability
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -436,7 +451,11 @@ class PatientSync:
         )
         paging = await self._follow(url, ExtractStep.EVERYTHING)
         r.everything.method = "GET"
-        if not paging.ok and paging.first_status == 405 and everything_declared(self.capability):
+        if (
+            not paging.ok
+            and paging.first_status == 405
+            and everything_declared(await self._capability())
+        ):
             body = (
                 '{"resourceType":"Parameters","parameter":[{"name":"_count","valueInteger":'
                 f"{count}}}]}}"
@@ -509,7 +528,7 @@ class PatientSync:
         return join(self.base, plan.resource_type) + "?" + urlencode(query)
 
     async def _per_resource(self) -> None:
-        for plan in plan_searches(self.capability):
+        for plan in plan_searches(await self._capability()):
             if self.result.pages >= self.limits.max_pages:
                 break
             rtype = plan.resource_type

@@ -1,11 +1,16 @@
-"""Entry point for one test-patient sync: find the token endpoint, authorize, sync."""
+"""Entry point for one test-patient sync: find the token endpoint, authorize, sync.
+
+`probe sync` reads two discovery documents (the CapabilityStatement and the SMART
+configuration) while `$everything` is already on its way (:func:`sync_with_discovery`): the
+sync waits for them only where it reads them (a token endpoint it was not given, the POST
+fallback of a 405, the per-resource fallback's plan).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,19 +23,11 @@ from probe.http.fetch import FHIR_JSON, Fetcher
 from probe.http.redact import redact_text
 from probe.http.urls import join, normalize_base
 from probe.models import Exchange, ExtractStep
-from probe.sync.auth import Authorizer, Credentials
+from probe.sync.auth import Authorizer, Credentials, token_endpoint
+from probe.sync.documents import PendingDocuments, ServerDocuments
 from probe.sync.limits import SyncLimits
 from probe.sync.result import SyncResult
 from probe.sync.runner import PatientSync
-
-
-@dataclass(frozen=True, slots=True)
-class ServerDocuments:
-    """The discovery documents a sync reads: the CapabilityStatement and SMART configuration."""
-
-    base_url: str
-    capability: dict[str, Any] | None
-    smart_configuration: dict[str, Any] | None
 
 
 async def fetch_documents(fetcher: Fetcher, base_url: str) -> ServerDocuments:
@@ -54,6 +51,49 @@ async def fetch_documents(fetcher: Fetcher, base_url: str) -> ServerDocuments:
         metadata.observe(base, fetched["metadata"], max_depth=depth).document,
         smart.observe(base, fetched["smart"], max_depth=depth).document,
     )
+
+
+async def sync_with_discovery(
+    fetcher: Fetcher,
+    base_url: str,
+    patient_id: str,
+    credentials: Credentials | None,
+    secrets: SecretSource,
+    *,
+    on_documents: Callable[[], None] | None = None,
+    patient_label: str | None = None,
+    token_store: TokenStore | None = None,
+    limits: SyncLimits | None = None,
+) -> SyncResult:
+    """Fetch the server documents (:func:`fetch_documents`) and sync the patient at once; the
+    same requests and the same result as fetching them first, sooner.
+
+    `on_documents` is called once the documents are in (the patient's requests have gone out
+    with them). A discovery request still unanswered when the sync has ended is abandoned: the
+    sync did not need its answer."""
+    base = normalize_base(base_url)
+    pending = PendingDocuments()
+
+    async def discover() -> None:
+        pending.set(await fetch_documents(fetcher, base))
+        if on_documents is not None:
+            on_documents()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(discover)
+        result = await sync_patient(
+            fetcher,
+            base,
+            patient_id,
+            credentials,
+            secrets,
+            patient_label=patient_label,
+            documents=pending,
+            token_store=token_store,
+            limits=limits,
+        )
+        tg.cancel_scope.cancel()
+    return result
 
 
 _warm_up: threading.Thread | None = None
@@ -92,21 +132,23 @@ async def sync_patient(
     patient_label: str | None = None,
     capability: dict[str, Any] | None = None,
     smart_configuration: dict[str, Any] | None = None,
+    documents: PendingDocuments | None = None,
     token_store: TokenStore | None = None,
     limits: SyncLimits | None = None,
     on_exchanges: Callable[[list[Exchange]], None] | None = None,
 ) -> SyncResult:
-    """Sync one test patient; secrets problems become an `auth_failed` outcome, not a crash."""
-    token_url = None
-    if smart_configuration and isinstance(smart_configuration.get("token_endpoint"), str):
-        token_url = smart_configuration["token_endpoint"]
+    """Sync one test patient; secrets problems become an `auth_failed` outcome, not a crash.
+
+    The server's documents are `capability` and `smart_configuration`, or `documents` when
+    their discovery is still in flight."""
     authorizer = Authorizer(
         fetcher,
         base_url.rstrip("/"),
         credentials,
         secrets,
         record=lambda _: None,
-        discovered_token_url=token_url,
+        discovered_token_url=token_endpoint(smart_configuration),
+        discovery=documents,
         token_store=token_store,
     )
     job = PatientSync(
@@ -116,6 +158,7 @@ async def sync_patient(
         authorizer,
         patient_label=patient_label,
         capability=capability,
+        documents=documents,
         limits=limits,
         on_exchanges=on_exchanges,
     )

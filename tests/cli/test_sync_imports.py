@@ -1,6 +1,7 @@
 """What a whole `probe sync` imports, run as a process against a local server: the validator
-(it validates), but no module of another command, no database, no template engine, no
-pydantic TypeAdapter path for its options, and not httpx's own command-line client."""
+(it validates), but no module of another command, no database, no template engine, neither
+pydantic nor YAML (its credentials are plain values, not the directory's models), and not
+httpx's own command-line client."""
 
 from __future__ import annotations
 
@@ -39,6 +40,10 @@ NOT_USED = (
     "pygments",
     "httpx._main",
     "typer._adapters",
+    "pydantic",
+    "pydantic_core",
+    "yaml",
+    "probe.directory.schema",
     "jwt",
     "cryptography",
     "probe.store",
@@ -65,3 +70,45 @@ def test_a_whole_sync_imports_only_what_it_uses(tmp_path: Path) -> None:
     assert [
         m for m in loaded if m in NOT_USED or m.startswith(tuple(p + "." for p in NOT_USED))
     ] == []
+
+
+BUILD_EVERY_KIND = """
+import json, sys
+from probe.cli.options_credentials import credentials_from_options
+from probe.sync.auth import Authorizer
+
+common = dict(token_env=None, refresh_token_env=None, client_id="app", client_secret_env="S",
+              auth_method="client_secret_basic", private_key_env=None, key_id=None,
+              algorithm="RS384", scope=None, token_url=None)
+kinds = [credentials_from_options(**{**common, "token_env": "T"}),
+         credentials_from_options(**{**common, "refresh_token_env": "RT"}),
+         credentials_from_options(**{**common, "private_key_env": "KEY"})]
+for bad in ({"refresh_token_env": "RT", "auth_method": "private_key_jwt"},
+            {"private_key_env": "KEY", "token_url": "https://u:p@auth.example/token"}):
+    try:
+        credentials_from_options(**{**common, **bad})
+    except ValueError as exc:
+        kinds.append(str(exc))
+for creds in kinds[:3]:
+    Authorizer(None, "https://fhir.example", creds, None, record=print)
+print(json.dumps({"kinds": [type(k).__name__ if not isinstance(k, str) else k for k in kinds],
+                  "modules": sorted(sys.modules)}))
+"""
+
+
+def test_every_credential_kind_is_built_without_pydantic_or_yaml() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", BUILD_EVERY_KIND],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    seen = json.loads(done.stdout)
+    assert seen["kinds"] == [
+        "BearerCredentials",
+        "RefreshTokenCredentials",
+        "BackendServicesCredentials",
+        "auth_method: Input should be 'client_secret_basic', 'client_secret_post' or 'none'",
+        "token_url: a URL must not carry a user name or password (user:password@host); "
+        "put credentials in 'credentials' as {env: VARIABLE} or {secret: KEY}",
+    ]
+    unwanted = ("pydantic", "pydantic_core", "yaml")
+    assert [m for m in seen["modules"] if m.split(".")[0] in unwanted] == []
