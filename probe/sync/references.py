@@ -66,6 +66,11 @@ class ReferenceSet:
     max_references: int = 100_000
     #: References whose id is longer than R4 allows (still resolved: a grammar finding).
     long_ids: set[str] = field(default_factory=set)
+    #: Reference strings already classified (not ``#id`` ones, which count per occurrence):
+    #: seen again, they would be added to the same set again. A patient's record names the
+    #: same Patient, Encounter, Practitioner... thousands of times (a Synthea page: 9,213
+    #: references, 2,437 distinct).
+    _classified: set[str] = field(default_factory=set)
 
     @property
     def total(self) -> int:
@@ -100,12 +105,16 @@ class ReferenceSet:
 
     def add(self, ref: str, contained_ids: set[str] | None = None) -> None:
         """Classify one reference string."""
-        ref = ref.strip()
+        if ref in self._classified:
+            return
+        raw, ref = ref, ref.strip()
         if ref.startswith("#"):
             self.contained_found += 1
             if contained_ids is not None and ref in contained_ids:
                 self.contained_resolved += 1
             return
+        if len(self._classified) < self.max_references:
+            self._classified.add(raw)
         if ref.startswith(("urn:uuid:", "urn:oid:")):
             self.urns.add(ref)
             return

@@ -51,3 +51,54 @@ def test_the_reference_cap_is_exact() -> None:
     assert refs.total == 5  # one more fitted under the cap, the rest were not taken
     refs.add_resource(resource, None)  # duplicates only: nothing new, still within the cap
     assert refs.total == 5
+
+
+def _classes(refs: ReferenceSet) -> dict[str, Any]:
+    return {
+        "relative": sorted(refs.relative),
+        "same_origin": sorted(refs.same_origin),
+        "urns": sorted(refs.urns),
+        "other_origin": sorted(refs.other_origin),
+        "unresolvable": sorted(refs.unresolvable),
+        "contained": (refs.contained_found, refs.contained_resolved),
+        "long_ids": sorted(refs.long_ids),
+    }
+
+
+def test_a_reference_seen_again_is_classified_as_the_first_time() -> None:
+    base = "https://payer.example/fhir"
+    long_id = "x" * 70
+    kinds = [
+        "Patient/p1",
+        " Patient/p1 ",
+        f"{base}/Encounter/e1/_history/2",
+        "https://payer.example/other/Thing/1",
+        "https://elsewhere.example/fhir/Patient/p9",
+        "urn:uuid:0b8f3c1e-1111-4222-8333-444455556666",
+        "Patient?identifier=123",
+        f"Practitioner/{long_id}",
+        "#med1",
+        " #med1",
+        "#missing",
+    ]
+    once = ReferenceSet(base)
+    for ref in kinds:
+        once.add(ref, {"#med1"})
+    again = ReferenceSet(base)
+    for _ in range(3):
+        for ref in kinds:
+            again.add(ref, {"#med1"})
+    assert _classes(again) == {
+        **_classes(once),
+        "contained": (9, 6),  # '#id' references count at every occurrence
+    }
+    assert _classes(once) == {
+        "relative": ["Encounter/e1", "Patient/p1", f"Practitioner/{long_id}"],
+        "same_origin": ["https://payer.example/other/Thing/1"],
+        "urns": ["urn:uuid:0b8f3c1e-1111-4222-8333-444455556666"],
+        "other_origin": ["https://elsewhere.example/fhir/Patient/p9"],
+        "unresolvable": ["Patient?identifier=123"],
+        "contained": (3, 2),
+        "long_ids": [f"Practitioner/{long_id}"],
+    }
+    assert again.total == once.total + 6
