@@ -15,8 +15,10 @@ schema declares draft 6, which has no ``if``; it is run as draft 7 (for this sch
 differ only in ``if``/``then``/``else`` and in naming the root id ``$id``, unused: every
 reference in it is local).
 
-A valid resource costs one call: the root schema's ``oneOf`` over every resource type
-(``is_valid``). Only an invalid one is validated again against its own type's definition to
+A valid resource costs one call: the root schema's ``oneOf`` over the resource types
+(``is_valid``), on a validator holding only the definitions of the types it judges (a payer's
+usual types, built once by the warm-up; see :func:`_build_validator`), which judges exactly as
+the whole root. Only an invalid one is validated again against its own type's definition to
 name each problem; that per-type validator is built once per type, when first needed. Errors
 map to :class:`ValidationIssue` with FHIRPath-like paths (``OperationOutcome.issue[0].code``).
 """
@@ -131,19 +133,111 @@ def _load_schema() -> _Schema:
     return _Schema(document, types, rules)
 
 
-@cache
-def _root_validator() -> Any:
-    """One validator for every resource type: the root schema's oneOf (offline: every reference
-    in the schema is local, and nothing is ever fetched)."""
+#: Resource types a payer's Patient Access API serves (CARIN BB, US Core, PDex, Plan-Net) and
+#: their usual companions: the warm-up builds the validator for these, which judges every
+#: resource whose types (nested ones included) are among them.
+COMMON_TYPES: frozenset[str] = frozenset(
+    {
+        "AllergyIntolerance", "Binary", "Bundle", "CarePlan", "CareTeam", "Claim",
+        "ClaimResponse", "Communication", "Condition", "Consent", "Coverage",
+        "CoverageEligibilityResponse", "Device", "DeviceRequest", "DiagnosticReport",
+        "DocumentReference", "Encounter", "ExplanationOfBenefit", "FamilyMemberHistory", "Goal",
+        "ImagingStudy", "Immunization", "Location", "Medication", "MedicationAdministration",
+        "MedicationDispense", "MedicationRequest", "MedicationStatement", "NutritionOrder",
+        "Observation", "OperationOutcome", "Organization", "Parameters", "Patient",
+        "Practitioner", "PractitionerRole", "Procedure", "Provenance", "Questionnaire",
+        "QuestionnaireResponse", "RelatedPerson", "RiskAssessment", "ServiceRequest", "Specimen",
+        "SupplyDelivery",
+    }
+)  # fmt: skip
+
+#: The validators built so far, each with the resource types it judges, newest (widest) first.
+_validators: list[tuple[frozenset[str], Any]] = []
+
+
+def resource_types_in(resource: Any) -> set[str]:
+    """The resource types of `resource` and of every resource nested in it where the schema
+    takes any resource (``ResourceList``): contained resources, a Bundle's entries (resource,
+    response outcome) and a Parameters' (resource, at any depth of parts), at any depth."""
+    found: set[str] = set()
+    stack: list[Any] = [resource]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        rtype = node.get("resourceType")
+        if isinstance(rtype, str):
+            found.add(rtype)
+        contained = node.get("contained")
+        if isinstance(contained, list):
+            stack.extend(contained)
+        if rtype == "Bundle" and isinstance(node.get("entry"), list):
+            for entry in node["entry"]:
+                if isinstance(entry, dict):
+                    stack.append(entry.get("resource"))
+                    response = entry.get("response")
+                    if isinstance(response, dict):
+                        stack.append(response.get("outcome"))
+        elif rtype == "Parameters" and isinstance(node.get("parameter"), list):
+            parameters = list(node["parameter"])
+            while parameters:
+                parameter = parameters.pop()
+                if isinstance(parameter, dict):
+                    stack.append(parameter.get("resource"))
+                    if isinstance(parameter.get("part"), list):
+                        parameters.extend(parameter["part"])
+    return found
+
+
+def _validator_for(types: set[str]) -> Any:
+    """A validator judging exactly as the whole schema's root (its ``oneOf`` over every
+    resource type) every resource whose types (:func:`resource_types_in`) are `types`.
+
+    It holds only the definitions its resource types reach (:func:`_build_validator`); one
+    already built is used when its types include `types` (types R4 does not define need no
+    definition: no branch takes them, as in the root), else one is built for these types, the
+    common ones and every type asked for before (one build per process for a payer's usual
+    data: the warm-up's)."""
+    for covered, validator in _validators:
+        if types <= covered:
+            return validator
     with _building:
-        return _build_root_validator()
+        known = types & _schema().resource_types
+        for covered, validator in _validators:
+            if known <= covered:
+                return validator
+        wanted = frozenset(known | COMMON_TYPES).union(*(c for c, _ in _validators))
+        validator = _build_validator(wanted)
+        _validators.insert(0, (wanted, validator))
+        return validator
 
 
-@cache
-def _build_root_validator() -> Any:
+def _build_validator(types: frozenset[str]) -> Any:
+    """The root schema reduced to `types`: ``{"type": "object", "oneOf": [each type]}`` at the
+    root and as ``ResourceList`` (nested resources), with the definitions they reach.
+
+    Judges as the whole root any resource whose types (its own and nested ones) are among
+    `types`: every resource definition requires ``resourceType`` as a ``const`` of its name, so
+    an object matches at most the branch of its type, present here; an object without a known
+    type matches no branch in either; a value that is not an object matches every branch of the
+    root (none declares a JSON type), failing its ``oneOf``, and fails ``"type": "object"``
+    here. (A branch that is not a resource, to fail non-objects, would cost a third more per
+    resource: jsonschema-rs judges a ``oneOf`` of only references fastest.) The build costs
+    with the definitions: the warm-up's, for :data:`COMMON_TYPES`, about a third of the whole
+    root's (``bench/validate.py --builds``); validation costs the same.
+    """
+    document = _schema().document
+    definitions = document["definitions"]
+    listing = {"type": "object", "oneOf": [{"$ref": f"#/definitions/{t}"} for t in sorted(types)]}
+    reduced = {
+        k: v for k, v in document.items() if k not in ("oneOf", "discriminator", "definitions")
+    }
+    reduced["definitions"] = {name: definitions[name] for name in _reached_definitions(*types)}
+    reduced["definitions"]["ResourceList"] = listing
+    reduced |= listing
     import jsonschema_rs  # here, not at import: about 15 ms the sync's start does not wait for
 
-    return jsonschema_rs.Draft7Validator(_schema().document, offline=True)
+    return jsonschema_rs.Draft7Validator(reduced, offline=True)
 
 
 @cache
@@ -195,12 +289,12 @@ def _references(node: Any, out: set[str]) -> None:
             _references(value, out)
 
 
-def _reached_definitions(name: str) -> list[str]:
-    """The definitions `name` reaches through references, itself included, without going
+def _reached_definitions(*names: str) -> list[str]:
+    """The definitions `names` reach through references, themselves included, without going
     through ``ResourceList`` (the nested resources, validated on their own)."""
     definitions = _schema().document["definitions"]
-    seen = {name}
-    stack = [name]
+    seen = set(names)
+    stack = list(names)
     while stack:
         found: set[str] = set()
         _references(definitions[stack.pop()], found)
@@ -247,8 +341,9 @@ def resource_types() -> frozenset[str]:
 
 
 def warm() -> None:
-    """Load the schema and build the validator now rather than on the first resource."""
-    _root_validator()
+    """Load the schema and build the validator for the common resource types now rather than
+    on the first resource."""
+    _validator_for(set(COMMON_TYPES))
 
 
 def _element(name: str) -> str:
@@ -297,7 +392,7 @@ def _issues_of(error: Any, prefix: str, at: Any) -> list[ValidationIssue]:
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.FalseSchema):  # a nested resource
         if not isinstance(at, dict):
             return [ValidationIssue(path, f"{_show(at)} is not a resource (a JSON object)")]
-        return [] if _root_validator().is_valid(at) else _resource_issues(at, path)
+        return [] if is_valid_resource(at) else _resource_issues(at, path)
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.Pattern) and len(schema_path) == 3:
         primitive = str(schema_path[1])
         if primitive == "id" and isinstance(at, str) and len(at) > 64:
@@ -351,7 +446,7 @@ def _resource_issues(resource: dict[str, Any], prefix: str | None = None) -> lis
 
 def is_valid_resource(resource: dict[str, Any]) -> bool:
     """True when the resource is valid FHIR R4 (about a microsecond or a few: no details)."""
-    return bool(_root_validator().is_valid(resource))
+    return bool(_validator_for(resource_types_in(resource)).is_valid(resource))
 
 
 def validate_resource(resource: dict[str, Any]) -> list[ValidationIssue]:

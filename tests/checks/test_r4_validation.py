@@ -306,7 +306,7 @@ def test_an_exception_inside_the_validator_is_a_finding(monkeypatch: pytest.Monk
         def is_valid(self, instance: Any) -> bool:
             raise RuntimeError("schema engine blew up\nsecond line")
 
-    monkeypatch.setattr(fhir_schema, "_root_validator", Broken)
+    monkeypatch.setattr(fhir_schema, "_validator_for", lambda types: Broken())
     assert validate_r4({"resourceType": "Patient"}) == [
         ValidationIssue(
             "Patient",
@@ -350,10 +350,10 @@ def test_is_valid_r4_agrees_with_validate_r4(real: dict[str, dict[str, Any]]) ->
 
 def test_warm_builds_the_validator_once() -> None:
     fhir_schema.warm()
-    built = fhir_schema._root_validator()
+    built = list(fhir_schema._validators)
     fhir_schema.warm()
-    assert fhir_schema._root_validator() is built
-    assert fhir_schema._root_validator.cache_info().currsize == 1
+    assert fhir_schema._validators == built  # nothing built again
+    assert any(types >= fhir_schema.COMMON_TYPES for types, _ in built)
 
 
 def test_unknown_element_names_from_the_server_are_quoted_when_not_plain() -> None:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from probe.checks.r4_validation import ValidationIssue, is_valid_r4, validate_r4
 from tests.checks.test_r4_validation import real_resources, synthea_resources
 
 SOURCE = fhir_schema.DATA / "fhir.schema.json.gz.source.txt"
-CACHED = ("_schema", "_load_schema", "_root_validator", "_build_root_validator", "_type_validator")
+CACHED = ("_schema", "_load_schema", "_type_validator")
 
 # Invalid in the ways the validator names: nested resources (contained, Bundle entries,
 # Parameters), unknown elements, wrong JSON types, patterns, codes, required elements.
@@ -75,6 +76,17 @@ HAND_MADE: list[dict[str, Any]] = [
 def _forget() -> None:
     for name in CACHED:
         getattr(fhir_schema, name).cache_clear()
+    fhir_schema._validators.clear()
+
+
+@cache
+def _whole_root(schema_file: Path) -> Any:
+    """The validator of the whole schema's root (its oneOf over every resource type), as the
+    verdicts came before: one per schema file."""
+    import jsonschema_rs
+
+    assert schema_file == fhir_schema.VALIDATION_SCHEMA_FILE
+    return jsonschema_rs.Draft7Validator(fhir_schema._schema().document, offline=True)
 
 
 def judgements(resources: list[dict[str, Any]]) -> list[tuple[bool, list[ValidationIssue]]]:
@@ -85,7 +97,7 @@ def judgements(resources: list[dict[str, Any]]) -> list[tuple[bool, list[Validat
 @pytest.fixture
 def as_before(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], None]]:
     """Switches the validator to the route used before: the HL7 schema file as published,
-    per-type validators holding every definition."""
+    per-type validators holding every definition, verdicts from the whole root."""
 
     def switch() -> None:
         _forget()
@@ -93,7 +105,10 @@ def as_before(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], None]]:
         monkeypatch.setattr(
             fhir_schema,
             "_reached_definitions",
-            lambda name: list(fhir_schema._schema().document["definitions"]),
+            lambda *names: list(fhir_schema._schema().document["definitions"]),
+        )
+        monkeypatch.setattr(
+            fhir_schema, "_validator_for", lambda types: _whole_root(fhir_schema.SCHEMA_FILE)
         )
 
     _forget()
@@ -152,3 +167,191 @@ def test_judgements_equal_those_of_the_hl7_schema_as_published(
         assert invalid == 0 and len(resources) > 3000
     else:
         assert invalid == len(resources)
+
+
+# Nested resources where the schema takes any resource, valid and not, of common types and of
+# types outside fhir_schema.COMMON_TYPES, and values at those places that are not resources.
+NESTED: list[dict[str, Any]] = [
+    {"resourceType": "Patient", "contained": [{"resourceType": "Substance", "id": "s"}]},
+    {"resourceType": "Patient", "contained": [{"resourceType": "Substance", "status": "x"}]},
+    {"resourceType": "Patient", "contained": [{"resourceType": "Patient", "id": "p2"}]},
+    {"resourceType": "Patient", "contained": [{"resourceType": "Library", "status": "draft"}]},
+    {"resourceType": "Patient", "contained": [{"id": "no-type"}, "text", 3, None, []]},
+    {"resourceType": "Patient", "contained": ["only a string"]},
+    {"resourceType": "Patient", "contained": [{"resourceType": 7}]},
+    {"resourceType": "Patient", "contained": [{"resourceType": "ReferralRequest"}]},
+    {"resourceType": "Patient", "contained": {"resourceType": "Patient"}},
+    {
+        "resourceType": "Patient",
+        "contained": [
+            {
+                "resourceType": "Group",
+                "type": "person",
+                "actual": True,
+                "contained": [{"resourceType": "Medication", "id": "deep"}],
+            }
+        ],
+    },
+    {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Library", "status": "active", "type": {"text": "x"}}},
+            {"resource": {"resourceType": "Patient"}},
+            {"response": {"status": "200", "outcome": {"resourceType": "OperationOutcome"}}},
+            {"response": {"status": "200", "outcome": "not an object"}},
+            {"resource": ["not an object"]},
+        ],
+    },
+    {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Bundle",
+                    "type": "collection",
+                    "entry": [{"resource": {"resourceType": "Substance", "id": "in-a-bundle"}}],
+                }
+            }
+        ],
+    },
+    {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "a", "resource": {"resourceType": "Substance"}},
+            {
+                "name": "b",
+                "part": [
+                    {"name": "c", "part": [{"name": "d", "resource": {"resourceType": "Basic"}}]}
+                ],
+            },
+        ],
+    },
+    {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "e", "part": [{"name": "f", "resource": 5}]}],
+    },
+    {"resourceType": "Substance", "id": "top-level, not common"},
+    {"resourceType": "Nope"},
+    {"resourceType": "Patient", "entry": [{"resource": {"resourceType": "Library"}}]},
+    # valid ones (the 2nd and 9th above are too)
+    {
+        "resourceType": "Patient",
+        "contained": [{"resourceType": "Substance", "code": {"text": "x"}}],
+    },
+    {
+        "resourceType": "Bundle",
+        "type": "batch-response",
+        "entry": [
+            {
+                "resource": {"resourceType": "Library", "status": "active", "type": {"text": "x"}},
+                "response": {
+                    "status": "200",
+                    "outcome": {
+                        "resourceType": "OperationOutcome",
+                        "issue": [{"severity": "information", "code": "informational"}],
+                    },
+                },
+            }
+        ],
+    },
+    {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "b",
+                "part": [{"name": "c", "resource": {"resourceType": "Basic", "code": {}}}],
+            }
+        ],
+    },
+]
+VALID_NESTED = [2, 9, 17, 18, 19]
+
+
+def test_what_the_reduced_validators_rely_on_holds_in_the_schema() -> None:
+    """Every resource definition requires `resourceType` as the const of its name, declares no
+    JSON type, and `ResourceList` (any resource) is a oneOf over all of them taken only where
+    resource_types_in looks: contained resources, Bundle entries and Parameters."""
+    document = fhir_schema._schema().document
+    definitions = document["definitions"]
+    types = sorted(fhir_schema.resource_types())
+    assert len(types) == 146
+    for name in types:
+        definition = definitions[name]
+        assert "resourceType" in definition["required"], name
+        assert definition["properties"]["resourceType"] == {"const": name}, name
+        assert "type" not in definition, name
+    branches = [{"$ref": f"#/definitions/{t}"} for t in types]
+    assert definitions["ResourceList"] == {"oneOf": branches}
+    assert sorted(document["oneOf"], key=str) == sorted(branches, key=str)
+
+    def places(target: str) -> set[tuple[str | int, ...]]:
+        found: set[tuple[str | int, ...]] = set()
+
+        def walk(node: Any, path: tuple[str | int, ...]) -> None:
+            if isinstance(node, dict):
+                if node.get("$ref") == f"#/definitions/{target}":
+                    found.add(path)
+                for key, value in node.items():
+                    walk(value, (*path, key))
+            elif isinstance(node, list):
+                for i, value in enumerate(node):
+                    walk(value, (*path, i))
+
+        walk(definitions, ())
+        return found
+
+    nested = places("ResourceList")
+    contained = {p for p in nested if p[1:] == ("properties", "contained", "items")}
+    assert {p[0] for p in contained} <= set(types)
+    assert nested - contained == {
+        ("Bundle_Entry", "properties", "resource"),
+        ("Bundle_Response", "properties", "outcome"),
+        ("Parameters_Parameter", "properties", "resource"),
+    }
+    assert places("Bundle_Entry") == {("Bundle", "properties", "entry", "items")}
+    assert places("Bundle_Response") == {("Bundle_Entry", "properties", "response")}
+    assert places("Parameters_Parameter") == {
+        ("Parameters", "properties", "parameter", "items"),
+        ("Parameters_Parameter", "properties", "part", "items"),
+    }
+
+
+def test_nested_types_are_found_where_the_schema_takes_any_resource() -> None:
+    assert fhir_schema.resource_types_in(NESTED[9]) == {"Patient", "Group", "Medication"}
+    assert fhir_schema.resource_types_in(NESTED[11]) == {"Bundle", "Substance"}
+    assert fhir_schema.resource_types_in(NESTED[12]) == {"Parameters", "Substance", "Basic"}
+    assert fhir_schema.resource_types_in(NESTED[10]) == {
+        "Bundle",
+        "Library",
+        "Patient",
+        "OperationOutcome",
+    }
+    assert fhir_schema.resource_types_in("not a resource") == set()
+
+
+@pytest.mark.parametrize("common", ["as shipped", "none"])
+@pytest.mark.parametrize("name", ["real", "synthea", "hand-made", "nested"])
+def test_verdicts_equal_those_of_the_whole_root(
+    name: str, common: str, corpus: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reduced validators (the common types' one, and with no common types, one per new set
+    of types, each wider than the last) judge every resource as the whole schema's root."""
+    resources = [*corpus.get(name, []), *(NESTED if name == "nested" else [])]
+    _forget()
+    if common == "none":
+        monkeypatch.setattr(fhir_schema, "COMMON_TYPES", frozenset())
+    try:
+        root = _whole_root(fhir_schema.VALIDATION_SCHEMA_FILE)
+        verdicts = [(is_valid_r4(r), root.is_valid(r)) for r in resources]
+        assert [now for now, _ in verdicts] == [whole for _, whole in verdicts]
+        built = [types for types, _ in fhir_schema._validators]
+        assert all(len(built[i]) > len(built[i + 1]) for i in range(len(built) - 1))
+        if common == "none" and name != "nested":
+            assert len(built) > 1  # built as new types came
+    finally:
+        monkeypatch.undo()
+        _forget()
+    if name == "nested":
+        assert [i for i, (now, _) in enumerate(verdicts) if now] == VALID_NESTED

@@ -35,7 +35,7 @@ def test_a_failing_validator_is_a_finding_not_a_crash(monkeypatch: pytest.Monkey
         def is_valid(self, instance: Any) -> bool:
             raise RuntimeError("engine failure")
 
-    monkeypatch.setattr(fhir_schema, "_root_validator", Broken)
+    monkeypatch.setattr(fhir_schema, "_validator_for", lambda types: Broken())
     record = patient_record()
     result = sync(MockPayer(resources=record), refresh_creds())
     by_type: dict[str, int] = {}
