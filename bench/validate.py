@@ -30,10 +30,13 @@ that R4B does not, and its false alarms on the Synthea patient. The one-time cos
 build) is measured in fresh processes.
 
 The one-time build alone (``--builds``, CPU seconds in fresh processes, median of
-``--cold-runs``): the root validator from the HL7 file as published and from the one probe runs
-(without descriptions), per-type validators holding only the definitions each type reaches
-(nested resources cut: ``ResourceList`` true, validated on their own) for the Synthea patient's
-types, and the per-type validator that names an invalid resource's problems, whole vs reduced.
+``--cold-runs``, each with the schema's load and jsonschema-rs's import): the whole root
+validator from the HL7 file as published and from the one probe runs (without descriptions),
+the validator probe's warm-up builds now (the root reduced to the common resource types,
+``fhir_schema.COMMON_TYPES``) and one reduced to the Synthea patient's types only, per-type
+validators holding only the definitions each type reaches (nested resources cut:
+``ResourceList`` true, validated on their own) for the Synthea patient's types, and the
+per-type validator that names an invalid resource's problems, whole vs reduced.
 
     .venv/bin/python bench/validate.py                    # 7 rounds
     .venv/bin/python bench/validate.py --builds --cold-runs 7   # the one-time builds only
@@ -240,16 +243,31 @@ COLD = {
 
 BUILDS = {
     # name: code run in a fresh process, printing the CPU seconds of what it measures
-    "root, HL7 file as published": (
+    "whole root, HL7 file as published": (
         "import time\n"
         "from probe.checks import fhir_schema as fs\n"
         "fs.VALIDATION_SCHEMA_FILE = fs.SCHEMA_FILE\n"
-        "t = time.process_time(); fs.warm(); print(time.process_time() - t)"
+        "t = time.process_time(); import jsonschema_rs\n"
+        "jsonschema_rs.Draft7Validator(fs._schema().document, offline=True)\n"
+        "print(time.process_time() - t)"
     ),
-    "root, without descriptions (probe now)": (
+    "whole root, without descriptions (the warm-up before)": (
+        "import time\n"
+        "from probe.checks import fhir_schema as fs\n"
+        "t = time.process_time(); import jsonschema_rs\n"
+        "jsonschema_rs.Draft7Validator(fs._schema().document, offline=True)\n"
+        "print(time.process_time() - t)"
+    ),
+    "common types' validator (probe's warm-up now)": (
         "import time\n"
         "from probe.checks import fhir_schema as fs\n"
         "t = time.process_time(); fs.warm(); print(time.process_time() - t)"
+    ),
+    "reduced to the Synthea patient's {n} types only": (
+        "import time\n"
+        "from probe.checks import fhir_schema as fs\n"
+        "t = time.process_time(); fs._build_validator(frozenset({types})); "
+        "print(time.process_time() - t)"
     ),
     "per type, reduced, the Synthea patient's {n} types": (
         "import time, jsonschema_rs\n"
@@ -265,7 +283,7 @@ BUILDS = {
         "import time\n"
         "from probe.checks import fhir_schema as fs\n"
         "fs._schema(); import jsonschema_rs\n"
-        "fs._reached_definitions = lambda name: list(fs._schema().document['definitions'])\n"
+        "fs._reached_definitions = lambda *names: list(fs._schema().document['definitions'])\n"
         "t = time.process_time(); fs._type_validator('ExplanationOfBenefit'); "
         "print(time.process_time() - t)"
     ),
