@@ -70,7 +70,7 @@ class ReferenceSet:
     #: seen again, they would be added to the same set again. A patient's record names the
     #: same Patient, Encounter, Practitioner... thousands of times (a Synthea page: 9,213
     #: references, 2,437 distinct).
-    _classified: set[str] = field(default_factory=set)
+    _classified: set[str] = field(default_factory=set, init=False, repr=False)
 
     @property
     def total(self) -> int:
