@@ -97,7 +97,7 @@ cProfile.run("app.main()", out)
 # --phases: each client run again with marks on a clock shared with this process
 # (CLOCK_MONOTONIC), printed as JSON on standard error at its end. Phases: start-up (process
 # start to its first request), the requests ($everything answered; probe asks for the
-# CapabilityStatement and SMART configuration first), the rest (probe parses, validates,
+# CapabilityStatement and SMART configuration at the same time), the rest (probe parses, validates,
 # resolves references and prints; fhirpy has parsed already), and for probe the validator's
 # one-time build in its background thread.
 PHASES_PROBE = """
