@@ -86,6 +86,14 @@ def run_command(
             help="join running run RUN as one more worker (any machine sharing the database)",
         ),
     ] = None,
+    join_pipe: Annotated[
+        bool,
+        typer.Option(
+            "--join-pipe",
+            hidden=True,
+            help="join the run whose id `probe run --workers` writes on standard input",
+        ),
+    ] = False,
     lease: Annotated[
         float,
         typer.Option(
@@ -138,7 +146,13 @@ def run_command(
     from sqlalchemy.exc import SQLAlchemyError
 
     from probe.cli.malloc import limit_malloc_arenas
-    from probe.cli.run_workers import PoolReporter, WorkerPool, finish_pooled, pooled_line
+    from probe.cli.run_workers import (
+        PoolReporter,
+        WorkerPool,
+        finish_pooled,
+        pooled_line,
+        wait_for_run_id,
+    )
     from probe.crawl.crawler import crawl, in_shard, parse_shard, unknown_names
     from probe.crawl.options import CrawlOptions
     from probe.directory.lean import load_lean_directory, select_refs
@@ -155,27 +169,33 @@ def run_command(
     err = Console(stderr=True)
     try:  # drift options (docs/drift.md)
         webhook = validate_webhook_url(notify_webhook) if notify_webhook else None
-    except ValueError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(2) from None
-    try:
-        directory = load_lean_directory(directory_file)  # held small: see probe.directory.lean
-    except DirectoryError as exc:
-        for problem in exc.problems:
-            err.print(text_line(problem), highlight=False)
-        raise typer.Exit(2) from None
-    try:
         shard_spec = parse_shard(shard) if shard else None
     except ValueError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from None
-    if join is not None and (resume or workers > 1):
+    if (join is not None or join_pipe) and (resume or workers > 1):
         err.print("error: --join cannot be combined with --resume or --workers", markup=False)
         raise typer.Exit(2)
-    missing = unknown_names(directory, only or [])
-    if missing:
-        err.print(f"error: --only names no payer in the directory: {', '.join(missing)}")
-        raise typer.Exit(2)
+    pool = WorkerPool(ctx, workers if not dry_run else 1)
+    pool.spawn()  # they load the directory while this process loads it and registers the run
+    try:
+        try:
+            directory = load_lean_directory(directory_file)  # held small: probe.directory.lean
+            missing = unknown_names(directory, only or [])
+        except DirectoryError as exc:
+            if join_pipe and wait_for_run_id() is None:
+                raise typer.Exit(0) from None  # worker 1 read the same file and reports
+            for problem in exc.problems:
+                err.print(text_line(problem), highlight=False)
+            raise typer.Exit(2) from None
+        if missing:
+            if join_pipe and wait_for_run_id() is None:
+                raise typer.Exit(0)
+            err.print(f"error: --only names no payer in the directory: {', '.join(missing)}")
+            raise typer.Exit(2)
+    except BaseException:
+        pool.finish(err)  # not told a run: they exit as soon as their input closes
+        raise
     chosen = select_refs(directory, only or [], lambda ref: in_shard(ref, shard_spec))
     if dry_run:
         for ref in chosen:
@@ -187,6 +207,10 @@ def run_command(
             typer.echo(f"{name}\t{t.environment}\t{safe(redact_url(t.base_url))}{sync_note}")
         typer.echo(f"{len(chosen)} endpoints would be probed")
         return
+    if join_pipe:  # ready: wait for worker 1 to register the run
+        join = wait_for_run_id()
+        if join is None:
+            raise typer.Exit(0)  # worker 1 stopped before its run existed, and says why
     secrets_file = None
     if directory.secrets_file:
         secrets_file = (directory_file.parent / directory.secrets_file).resolve()
@@ -228,7 +252,6 @@ def run_command(
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_STORE) from None
     lock_name = "nightly" if shard_spec is None else f"nightly:{shard_spec[0]}/{shard_spec[1]}"
-    pool = WorkerPool(ctx, workers)
     reporter = reporter_for(err)
     try:
         # A joining worker shares a run whose first worker holds the lock.

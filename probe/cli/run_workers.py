@@ -1,9 +1,13 @@
 """`probe run --workers N`: more worker processes on this machine joining the run it starts.
 
-The process started by the user is worker 1. Once its run exists (the reporter's `started`
-event), it starts N-1 copies of the same command with ``--join RUN`` instead of
-``--workers``; they claim the run's hosts from the store like it does. At the end it waits for
-them, and stops them when it is interrupted itself.
+The process started by the user is worker 1. It starts N-1 copies of the same command with
+``--join-pipe`` instead of ``--workers`` as soon as its options are checked, so that their
+start-up (imports, loading the directory) runs while it loads the directory and registers the
+run. Once the run's targets and hosts are in the store (the reporter's `started` event) it
+writes the run's id to their standard input; they then join it like ``--join RUN`` and claim
+its hosts from the store as it does. When worker 1 stops before that (a bad directory, an
+interrupt), it closes their input and they exit without a word: worker 1 reports. At the end it
+waits for them, and stops them when it is interrupted itself.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import os
 import signal
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -23,11 +27,12 @@ if TYPE_CHECKING:
     from probe.store.tables import RunStatus
 
 #: Options of `probe run` a joining worker must not repeat.
-_NOT_FOR_JOINERS = frozenset({"workers", "join", "resume", "dry_run"})
+_NOT_FOR_JOINERS = frozenset({"workers", "join", "join_pipe", "resume", "dry_run"})
 
 
-def join_arguments(ctx: typer.Context, run_id: int) -> list[str]:
-    """The command line of `probe run` as this context was given it, joining run `run_id`."""
+def join_arguments(ctx: typer.Context, run_id: int | None) -> list[str]:
+    """The command line of `probe run` as this context was given it, joining run `run_id`
+    (None: the run whose id comes on standard input, ``--join-pipe``)."""
     args: list[str] = []
     positional: list[str] = []
     for param in ctx.command.params:
@@ -49,31 +54,69 @@ def join_arguments(ctx: typer.Context, run_id: int) -> list[str]:
                 args += [flag, str(item)]
         else:
             args += [flag, str(value)]
-    return [*positional, *args, "--join", str(run_id)]
+    joining = ["--join-pipe"] if run_id is None else ["--join", str(run_id)]
+    return [*positional, *args, *joining]
+
+
+def wait_for_run_id(stream: IO[str] | None = None) -> int | None:
+    """The run id worker 1 writes on this worker's standard input (``--join-pipe``); None when
+    the input closes without one (worker 1 stopped before its run existed)."""
+    try:
+        line = (stream or sys.stdin).readline()
+    except (OSError, ValueError):
+        return None
+    text = line.strip()
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 class WorkerPool:
-    """The extra worker processes of a run, started when the run exists."""
+    """The extra worker processes of a run: started early, told the run's id once it exists."""
 
     def __init__(self, ctx: typer.Context, count: int) -> None:
         self.ctx = ctx
         self.count = count
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.announced = False
 
-    def start(self, run_id: int) -> None:
-        """Start the other workers on run `run_id` (their output: progress lines on stderr)."""
-        command = [sys.executable, "-m", "probe", "run", *join_arguments(self.ctx, run_id)]
+    def spawn(self) -> None:
+        """Start the other workers now; they get ready and wait for the run's id on stdin
+        (their output: progress lines on stderr)."""
+        command = [sys.executable, "-m", "probe", "run", *join_arguments(self.ctx, None)]
         for _ in range(self.count - 1):
             self.processes.append(
                 subprocess.Popen(  # noqa: S603 (this very program, with the user's own options)
-                    command, stdout=subprocess.DEVNULL, env=os.environ.copy()
+                    command,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    env=os.environ.copy(),
                 )
             )
 
-    def stop(self) -> None:
-        """Ask the workers to stop (SIGTERM); what they observed stays, the run resumable."""
+    def start(self, run_id: int) -> None:
+        """The run exists with its targets and hosts: the workers join it."""
+        if self.announced:
+            return
+        self.announced = True
         for process in self.processes:
-            if process.poll() is None:
+            self._close_input(process, f"{run_id}\n".encode())
+
+    @staticmethod
+    def _close_input(process: subprocess.Popen[bytes], data: bytes = b"") -> None:
+        if process.stdin is None or process.stdin.closed:
+            return
+        try:
+            if data:
+                process.stdin.write(data)
+            process.stdin.close()
+        except OSError:  # it has exited already: its exit code says why
+            pass
+
+    def stop(self) -> None:
+        """Ask the workers to stop (SIGTERM); what they observed stays, the run resumable.
+        Workers not told a run yet just see their input close and exit."""
+        for process in self.processes:
+            self._close_input(process)
+            if self.announced and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
 
     def wait(self) -> list[int]:
@@ -82,8 +125,17 @@ class WorkerPool:
 
     def finish(self, err: Console) -> None:
         """At the end of this worker's share: wait for the others, or stop them first when
-        this process is being interrupted (an exception is on its way out)."""
+        this process is being interrupted (an exception is on its way out). Workers never told
+        a run (this process stopped before it existed) are ended without a word: they had no
+        share, and this process says why it stopped."""
         if not self.processes:
+            return
+        if not self.announced:
+            for process in self.processes:
+                self._close_input(process)
+                if process.poll() is None:
+                    process.terminate()
+            self.wait()
             return
         if sys.exc_info()[0] is not None:
             self.stop()

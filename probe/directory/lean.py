@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from probe.directory.schema import (
     MAX_YAML_BYTES,
+    MAX_YAML_DEPTH,
     Directory,
     Environment,
     Payer,
@@ -40,7 +41,6 @@ from probe.directory.schema import (
     _Loader,
     load_directory,
     payer_targets,
-    yaml_bound_problem,
 )
 
 #: First byte of a stored payer: marshal (plain YAML data) or pickle (e.g. YAML timestamps).
@@ -174,9 +174,7 @@ def load_lean_directory(path: Path) -> LeanDirectory:
     except (OSError, UnicodeDecodeError):
         return _fallback(path)
     try:
-        if yaml_bound_problem(text, path) is not None:
-            return _fallback(path)
-        cut = _cut(text)
+        cut = _cut(text)  # refuses what yaml_bound_problem refuses, in the same pass
     except yaml.YAMLError:
         return _fallback(path)
     if cut is None:
@@ -209,7 +207,9 @@ def _line_start(text: str, mark: Any) -> int:
 
 def _cut(text: str) -> _Cut | None:
     """Where the top-level block list ``payers`` and each of its items start, from libyaml's
-    event stream (constant memory); None when the layout is not one that can be cut."""
+    event stream (constant memory); None when the layout is not one that can be cut, and
+    wherever :func:`yaml_bound_problem` finds a problem (an alias, nesting deeper than
+    :data:`MAX_YAML_DEPTH`): the whole-document loader then reports it."""
     loader = _Loader(text)
     try:
         depth = 0
@@ -221,6 +221,8 @@ def _cut(text: str) -> _Cut | None:
         items: list[int] = []
         while loader.check_event():
             event = loader.get_event()
+            if depth > MAX_YAML_DEPTH or isinstance(event, yaml.AliasEvent):
+                return None
             starts = isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent)
             ends = isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent)
             if in_payers:

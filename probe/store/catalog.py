@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -85,22 +85,29 @@ def endpoint_ids(session: Session, payers: Iterable[Payer]) -> dict[str, int] | 
 def _upsert_chunk(
     session: Session, chunk: list[Payer], seen: set[str], ids: dict[str, int]
 ) -> None:
+    """One chunk: rows already stored are updated where they differ, new rows are inserted in
+    one multi-row INSERT ... RETURNING per table (no ORM object per new row)."""
     names = [p.name for p in chunk]
     by_name = {
         row.name: row for row in session.scalars(select(PayerRow).where(PayerRow.name.in_(names)))
     }
-    payer_rows: dict[str, PayerRow] = {}
+    payer_ids: dict[str, int] = {}
+    new_payers: list[dict[str, Any]] = []
     for payer in chunk:
         row = by_name.get(payer.name)
         if row is None:
-            row = PayerRow(name=payer.name, **_payer_fields(payer))
-            session.add(row)
-        else:
-            for field, value in _payer_fields(payer).items():
-                if getattr(row, field) != value:
-                    setattr(row, field, value)
-        payer_rows[payer.name] = row
+            new_payers.append({"name": payer.name, **_payer_fields(payer)})
+            continue
+        for field, value in _payer_fields(payer).items():
+            if getattr(row, field) != value:
+                setattr(row, field, value)
+        payer_ids[payer.name] = row.id
     session.flush()
+    if new_payers:
+        inserted = session.execute(
+            insert(PayerRow).returning(PayerRow.id, PayerRow.name), new_payers
+        )
+        payer_ids.update((name, pid) for pid, name in inserted)
 
     wanted = [
         (payer, payer.endpoints[index], str(env), url)
@@ -112,29 +119,41 @@ def _upsert_chunk(
         (row.environment, row.base_url): row
         for row in session.scalars(select(EndpointRow).where(EndpointRow.base_url.in_(urls)))
     }
+    endpoint_ids: dict[tuple[str, str], int] = {}
+    new_endpoints: list[dict[str, Any]] = []
     for payer, endpoint, env, url in wanted:
         facts = _storable_facts(endpoint.facts.model_dump(exclude_none=True)) or None
-        payer_id = payer_rows[payer.name].id
+        payer_id = payer_ids[payer.name]
         found = existing.get((env, url))
         if found is None:
-            existing[(env, url)] = EndpointRow(
-                payer_id=payer_id,
-                environment=env,
-                base_url=url,
-                portal_url=endpoint.portal_url,
-                facts=facts,
+            new_endpoints.append(
+                {
+                    "payer_id": payer_id,
+                    "environment": env,
+                    "base_url": url,
+                    "portal_url": endpoint.portal_url,
+                    "facts": facts,
+                }
             )
-            session.add(existing[(env, url)])
-        else:
-            if found.payer_id != payer_id:
-                found.payer_id = payer_id
-            if found.portal_url != endpoint.portal_url:
-                found.portal_url = endpoint.portal_url
-            if found.facts != facts:
-                found.facts = facts
+            continue
+        if found.payer_id != payer_id:
+            found.payer_id = payer_id
+        if found.portal_url != endpoint.portal_url:
+            found.portal_url = endpoint.portal_url
+        if found.facts != facts:
+            found.facts = facts
+        endpoint_ids[(env, url)] = found.id
     session.flush()
+    if new_endpoints:
+        rows = session.execute(
+            insert(EndpointRow).returning(
+                EndpointRow.id, EndpointRow.environment, EndpointRow.base_url
+            ),
+            new_endpoints,
+        )
+        endpoint_ids.update(((env, url), eid) for eid, env, url in rows)
     for *_, env, url in wanted:
-        ids[f"{env}:{url}"] = existing[(env, url)].id
+        ids[f"{env}:{url}"] = endpoint_ids[(env, url)]
 
 
 def _storable_facts(facts: dict[str, Any]) -> dict[str, Any]:

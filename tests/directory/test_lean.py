@@ -158,6 +158,9 @@ BROKEN = {
     "alias": lambda t: t.replace("  vendor: Vendor 1\n", "  vendor: &v Vendor 1\n").replace(
         "  vendor: Vendor 2\n", "  vendor: *v\n"
     ),
+    "too-deep": lambda t: t.replace(
+        "  source: generated 3\n", "  source: " + "[" * 40 + "]" * 40 + "\n"
+    ),
     "not-a-mapping-item": lambda t: t.replace(
         "- name: Payer 4\n", "- just text\n- name: Payer 4\n"
     ),
