@@ -195,9 +195,10 @@ def _validator_for(types: set[str]) -> Any:
 
     It holds only the definitions its resource types reach (:func:`_build_validator`); one
     already built is used when its types include `types` (types R4 does not define need no
-    definition: no branch takes them, as in the root), else one is built for these types, the
-    common ones and every type asked for before (one build per process for a payer's usual
-    data: the warm-up's)."""
+    definition: no branch takes them, as in the root). The first one built is for these types
+    and the common ones (the warm-up's: one build per process for a payer's usual data); when
+    another is needed, it is for every resource type (the whole root, once), so that a server
+    sending one unusual type after another costs two builds, not one per type."""
     for covered, validator in _validators:
         if types <= covered:
             return validator
@@ -206,7 +207,7 @@ def _validator_for(types: set[str]) -> Any:
         for covered, validator in _validators:
             if known <= covered:
                 return validator
-        wanted = frozenset(known | COMMON_TYPES).union(*(c for c, _ in _validators))
+        wanted = _schema().resource_types if _validators else frozenset(known | COMMON_TYPES)
         validator = _build_validator(wanted)
         _validators.insert(0, (wanted, validator))
         return validator
