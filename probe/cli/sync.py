@@ -109,7 +109,7 @@ def sync_command(
             fetcher = Fetcher(client, limits, breaker=breaker, guard=guard)
             # The two documents the sync reads (without discovery's checks: none is printed)
             # are fetched while `$everything` is already on its way. The validator's one-time
-            # build (a tenth of a second, holding the GIL) starts once they are in: the
+            # build (about 60 ms of CPU, mostly holding the GIL) starts once they are in: the
             # patient's first request is out by then, and the build runs while the server
             # prepares its answer instead of delaying the requests.
             return await sync_with_discovery(

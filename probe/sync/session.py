@@ -101,13 +101,13 @@ _warm_up: threading.Thread | None = None
 
 def warm_up_validation() -> None:
     """Build the R4 validator in the background, once per process, so that its one-time cost
-    (loading the schema, compiling it: a tenth of a second or two) overlaps a wait on the network
-    instead of following it.
+    (importing jsonschema-rs, loading the schema, compiling the common types' validator: about
+    60 ms of CPU) overlaps a wait on the network instead of following it.
 
     The build holds the GIL (JSON parsing, then jsonschema-rs compiling in Rust): started while
     the caller still has Python work to do before its requests go out, it delays them by as
-    much. ``probe sync`` therefore starts it once the server documents are in, as the patient's
-    requests go out (the server's longest wait)."""
+    much. ``probe sync`` therefore starts it once the server documents are in, after the
+    patient's first request went out with them (the server's longest wait)."""
     global _warm_up
     if _warm_up is None:
         _warm_up = threading.Thread(target=_warm, name="r4-validator-warm-up", daemon=True)
