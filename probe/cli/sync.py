@@ -14,13 +14,11 @@ from probe.sync.limits import SyncLimits
 if TYPE_CHECKING:
     from probe.sync.result import SyncResult
 import typer
-from rich.console import Console
 
 import probe.cli.options_credentials as opts
 from probe.cli import options_bounds as bounds
 from probe.cli.fail import base_url_argument, fail
 from probe.cli.options_credentials import credentials_from_options
-from probe.cli.render import sync_json, sync_tables
 
 _SYNC_DEFAULTS = SyncLimits()
 
@@ -101,6 +99,14 @@ def sync_command(
         validate=not no_validate,
     )
 
+    def while_the_server_works() -> None:
+        """Called once the discovery documents are in (the patient's first request went out
+        with them): the validator's warm-up, and the output's modules imported while the server
+        prepares its answer rather than after it."""
+        if not no_validate:
+            warm_up_validation()
+        import probe.cli.render  # noqa: F401
+
     async def go() -> SyncResult:
         guard = AddressGuard()
         guard.admit(url, token_url)
@@ -118,7 +124,7 @@ def sync_command(
                 patient,
                 credentials,
                 SecretSource(),
-                on_documents=None if no_validate else warm_up_validation,
+                on_documents=while_the_server_works,
                 patient_label=label,
                 token_store=TokenStore(token_store) if token_store else None,
                 limits=sync_limits,
@@ -128,9 +134,13 @@ def sync_command(
         result = anyio.run(go)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    from probe.cli.render import sync_json, sync_tables
+
     if output_format.lower() == "json":
         sys.stdout.write(sync_json(result) + "\n")
     else:
+        from rich.console import Console
+
         console = Console()
         for table in sync_tables(result):
             console.print(table)
