@@ -3,7 +3,9 @@
 Every crawl is a worker of its run. It claims a host (see :mod:`probe.store.claims`) with a
 slice of its pending targets, probes them, and claims another while it has room; it renews its
 leases while it works and hands the host back once the slice is written: done when nothing of
-it is left, else pending for any worker after the host's politeness interval. Several
+it is left, else pending for any worker after the host's politeness interval. Slices shrink as
+the run nears its end (guided by the run's pending targets over every worker's hosts), so the
+workers finish together. Several
 processes (``probe run --workers N``) or machines (``probe run --join RUN``) share one run
 this way; a worker killed mid-run stops renewing and its hosts are taken over by the others.
 """
@@ -43,6 +45,10 @@ log = logging.getLogger(__name__)
 #: enough that the end of a shared run is not one worker finishing its long hosts alone,
 #: large enough that claims and hand-backs stay a small share of the store's work.
 SLICE_PER_LANE = 4
+
+#: How often a worker with room and nothing to claim looks at the queue again: hosts other
+#: workers hand back are taken within this (a read of the run's few host rows each time).
+POLL_SECONDS = 0.25
 
 #: Marked on a claimed target this worker's directory does not list.
 NOT_IN_DIRECTORY = "not_in_directory: this worker's directory or selection does not list it"
@@ -117,7 +123,7 @@ class ClaimingSource:
         per_host: int = 2,
         worker: str | None = None,
         lease: timedelta = DEFAULT_LEASE,
-        poll: float = 1.0,
+        poll: float = POLL_SECONDS,
         store_down_limit: float = 300.0,
         host_interval: float = 0.0,
         slice_size: int | None = None,
@@ -212,7 +218,13 @@ class ClaimingSource:
 
     def _claim(self) -> HostClaim | None:
         return claim_host(
-            self.store.engine, self.run_id, self.worker, lease=self.lease, limit=self.slice_size
+            self.store.engine,
+            self.run_id,
+            self.worker,
+            lease=self.lease,
+            limit=self.slice_size,
+            hosts_per_worker=max(1, self.window // self.per_host),
+            least=self.per_host,
         )
 
     async def _start_host(

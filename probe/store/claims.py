@@ -26,7 +26,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 
 from probe.store.dialect import upsert
 from probe.store.engine import READ_ONLY
@@ -117,6 +117,8 @@ def claim_host(
     lease: timedelta = DEFAULT_LEASE,
     now: datetime | None = None,
     limit: int | None = None,
+    hosts_per_worker: int | None = None,
+    least: int = 1,
 ) -> HostClaim | None:
     """Claim the next free host of the run for `worker`, with at most `limit` of its pending
     targets (all when None); None when no host is free now.
@@ -124,6 +126,11 @@ def claim_host(
     A host is free when pending (and past the *not before* it was handed back with), or
     claimed by a worker whose lease has expired. A free host with no target left to do is
     marked done on the way and the next one is tried.
+
+    With `hosts_per_worker` (the hosts a worker holds at once) the slice shrinks as the run
+    nears its end, guided self-scheduling: the run's pending targets shared among every
+    worker's hosts, between `least` and `limit`. Early on slices are full; the last ones are
+    small, so that no worker is left alone with a long slice while the others have nothing.
     """
     while True:
         moment = now or utcnow()
@@ -150,6 +157,9 @@ def claim_host(
             if row is None:
                 return None
             host_row_id, host, status, pace_ms = row
+            size = limit
+            if limit is not None and hosts_per_worker:
+                size = _guided_size(conn, run_id, worker, limit, hosts_per_worker, least)
             targets = conn.execute(
                 select(RunTargetRow.endpoint_id, RunTargetRow.started_at)
                 .where(
@@ -158,7 +168,7 @@ def claim_host(
                     RunTargetRow.status == TargetStatus.PENDING.value,
                 )
                 .order_by(RunTargetRow.id)
-                .limit(limit)
+                .limit(size)
             ).all()
             if not targets:
                 conn.execute(
@@ -184,6 +194,31 @@ def claim_host(
                 reclaimed=status == HostStatus.CLAIMED.value,
                 pace_s=None if pace_ms is None else pace_ms / 1000,
             )
+
+
+def _guided_size(
+    conn: Connection, run_id: int, worker: str, limit: int, hosts_per_worker: int, least: int
+) -> int:
+    """A slice of the run's pending targets spread over every worker's hosts, in
+    [`least`, `limit`]; the pending targets are counted only up to where a full slice is
+    due, so a claim reads at most that many index entries."""
+    others = conn.scalar(
+        select(func.count(func.distinct(RunHostRow.worker))).where(
+            RunHostRow.run_id == run_id,
+            RunHostRow.status == HostStatus.CLAIMED.value,
+            RunHostRow.worker != worker[:128],
+        )
+    )
+    slots = (int(others or 0) + 1) * max(1, hosts_per_worker)
+    cap = limit * slots
+    pending = (
+        select(RunTargetRow.host)  # in the index: the count reads no table row
+        .where(RunTargetRow.run_id == run_id, RunTargetRow.status == TargetStatus.PENDING.value)
+        .limit(cap)
+        .subquery()
+    )
+    remaining = int(conn.scalar(select(func.count()).select_from(pending)) or 0)
+    return max(min(max(1, least), limit), min(limit, -(-remaining // slots)))
 
 
 def renew_leases(

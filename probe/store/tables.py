@@ -209,6 +209,8 @@ class RunTargetRow(Base):
         UniqueConstraint("run_id", "endpoint_id"),
         CheckConstraint(_in("status", TargetStatus), name="status"),
         Index(None, "endpoint_id"),
+        # The queue's queries: a host's pending targets, a run's pending count (migration 0007).
+        Index("ix_run_targets_run_status_host", "run_id", "status", "host"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

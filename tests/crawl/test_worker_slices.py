@@ -149,8 +149,9 @@ def test_two_workers_share_one_busy_host_slice_by_slice(
         metadata = Counter(
             url for url in s.scalars(select(HttpRequestRow.url)) if url.endswith("/metadata")
         )
-    slices = -(-PAYERS // SLICE_PER_LANE)  # per_host 1: SLICE_PER_LANE targets per claim
-    assert host_claims == slices
+    # per_host 1: at most SLICE_PER_LANE targets per claim, fewer towards the end of the run.
+    slices = -(-PAYERS // SLICE_PER_LANE)
+    assert host_claims == len(holders) >= slices
     assert len(set(holders)) == 2 and all(a != b for a, b in itertools.pairwise(holders))
     assert done == {"done": PAYERS}
     assert set(metadata.values()) == {1} and len(metadata) == PAYERS

@@ -236,3 +236,55 @@ def test_reading_the_queue_does_not_wait_for_another_process_s_write(store: Stor
         waited = time.monotonic() - started
     assert state.pending == 1
     assert waited < 2.0  # not the busy timeout: the reader did not ask for the write lock
+
+
+def test_slices_shrink_as_the_run_nears_its_end(store: Store) -> None:
+    # 4 hosts x 20 targets; each worker holds 2 hosts at once, slices of 8 at most, 2 at least.
+    run_id, _ = _run_with_hosts(store, {f"h{i}.example": 20 for i in range(4)})
+
+    def claim(worker: str) -> list[int]:
+        got = claim_host(
+            store.engine, run_id, worker, lease=LEASE, limit=8, hosts_per_worker=2, least=2
+        )
+        assert got is not None
+        return got.endpoint_ids
+
+    # 80 pending, w1 alone: 80 / (1 worker x 2 hosts) = 40, capped at the limit.
+    first = claim("w1")
+    assert len(first) == 8
+    # w1 holds a host now: 80 pending over 2 workers x 2 hosts = 20 -> still 8.
+    second = claim("w2")
+    assert len(second) == 8
+    _finish(store, run_id, first + second, TargetStatus.DONE)
+    # Leave 20 pending in the run (the last host, which nobody holds).
+    with store.engine.connect() as conn:
+        pending = conn.scalars(
+            select(RunTargetRow.endpoint_id)
+            .where(RunTargetRow.run_id == run_id, RunTargetRow.status == "pending")
+            .order_by(RunTargetRow.endpoint_id)
+        ).all()
+    _finish(store, run_id, list(pending[:-20]), TargetStatus.DONE)
+    # w1 and w2 still hold their hosts: 20 pending over 3 workers x 2 hosts: ceil(20 / 6) = 4.
+    third = claim("w3")
+    assert len(third) == 4
+    _finish(store, run_id, third, TargetStatus.DONE)
+    assert release_host(store.engine, run_id, "h3.example", "w3", claimed=third)
+    # Then ever smaller slices, never under the floor of 2 but for the host's last target.
+    sizes = []
+    while (
+        got := claim_host(
+            store.engine, run_id, "w4", lease=LEASE, limit=8, hosts_per_worker=2, least=2
+        )
+    ) is not None:
+        sizes.append(len(got.endpoint_ids))
+        _finish(store, run_id, got.endpoint_ids, TargetStatus.DONE)
+        assert release_host(store.engine, run_id, got.host, "w4", claimed=got.endpoint_ids)
+    # 16, 13, 10, 8, 6, 4, 2 pending over (w1, w2 and w4) x 2 hosts = 6 slots.
+    assert sizes == [3, 3, 2, 2, 2, 2, 2], sizes
+    assert queue_state(store.engine, run_id).pending == 0
+
+
+def test_without_hosts_per_worker_a_slice_is_the_limit(store: Store) -> None:
+    run_id, _ = _run_with_hosts(store, {"a.example": 6})
+    got = claim_host(store.engine, run_id, "w1", lease=LEASE, limit=5)
+    assert got is not None and len(got.endpoint_ids) == 5
