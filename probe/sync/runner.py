@@ -15,8 +15,6 @@ from urllib.parse import urlencode, urljoin
 
 import anyio
 
-from probe.checks.metadata import everything_declared
-from probe.checks.r4_validation import can_validate, is_valid_r4, validate_r4
 from probe.http.body import operation_outcome_text, parse_json
 from probe.http.fetch import FHIR_JSON, Fetcher
 from probe.http.guard import url_host
@@ -26,10 +24,10 @@ from probe.sync.auth import AuthError, Authorizer
 from probe.sync.limits import SyncLimits
 from probe.sync.references import R4_ID_LENGTH, ReferenceSet
 from probe.sync.result import SyncResult
-from probe.sync.searches import SearchPlan, plan_searches
 
 if TYPE_CHECKING:
     from probe.sync.documents import PendingDocuments
+    from probe.sync.searches import SearchPlan
 
 # Fetch-level bounds and faults that become sync findings under their own name (docs/hostile.md).
 BOUND_FINDINGS = frozenset(
@@ -105,6 +103,12 @@ class PatientSync:
         authorizer.record = self._record
         self._auth_failed: str | None = None
         self._incomplete = False  # data lost that no fallback recovered
+
+    async def _everything_declared(self) -> bool:
+        """Whether the CapabilityStatement declares `$everything` (for the POST retry)."""
+        from probe.checks.metadata import everything_declared
+
+        return bool(everything_declared(await self._capability()))
 
     async def _capability(self) -> dict[str, Any] | None:
         """The CapabilityStatement, waiting for discovery's answer if it is still in flight."""
@@ -229,11 +233,17 @@ class PatientSync:
 
     def _validate(self, resource: dict[str, Any], rtype: str, rid: Any) -> None:
         """Count an invalid R4 resource; name the problems of the first of each type only."""
+        if not self.limits.validate:
+            return
+        # Imported at the first resource, not before the first request (the warm-up has loaded
+        # the validator's modules during the wait by then; `probe sync`'s start is shorter).
+        from probe.checks import r4_validation as r4
+
         r = self.result
-        if self.limits.validate and can_validate(rtype) and not is_valid_r4(resource):
+        if r4.can_validate(rtype) and not r4.is_valid_r4(resource):
             r.validation_failures[rtype] += 1
             if rtype not in r.validation_samples:
-                issue = validate_r4(resource)[0]
+                issue = r4.validate_r4(resource)[0]
                 sample = f"{rtype}/{rid}: {issue.path}: {issue.message}"
                 r.validation_samples[rtype] = sample[:300]
 
@@ -451,11 +461,7 @@ class PatientSync:
         )
         paging = await self._follow(url, ExtractStep.EVERYTHING)
         r.everything.method = "GET"
-        if (
-            not paging.ok
-            and paging.first_status == 405
-            and everything_declared(await self._capability())
-        ):
+        if not paging.ok and paging.first_status == 405 and await self._everything_declared():
             body = (
                 '{"resourceType":"Parameters","parameter":[{"name":"_count","valueInteger":'
                 f"{count}}}]}}"
@@ -528,6 +534,9 @@ class PatientSync:
         return join(self.base, plan.resource_type) + "?" + urlencode(query)
 
     async def _per_resource(self) -> None:
+        # Imported here, in the fallback only (it brings the CapabilityStatement's checks).
+        from probe.sync.searches import plan_searches
+
         for plan in plan_searches(await self._capability()):
             if self.result.pages >= self.limits.max_pages:
                 break

@@ -112,3 +112,42 @@ def test_every_credential_kind_is_built_without_pydantic_or_yaml() -> None:
     ]
     unwanted = ("pydantic", "pydantic_core", "yaml")
     assert [m for m in seen["modules"] if m.split(".")[0] in unwanted] == []
+
+
+AT_FIRST_REQUEST = """
+import json, sys
+sys.argv = ["probe", *sys.argv[1:]]
+from probe.cli.lean_imports import import_httpx
+import_httpx()
+import probe.http.fetch as fetch
+request = fetch.Fetcher.request
+seen = []
+
+async def first(self, *args, **kwargs):
+    if not seen:
+        seen.append(sorted(sys.modules))
+        sys.stderr.write("AT-FIRST " + json.dumps(seen[0]) + "\\n")
+    return await request(self, *args, **kwargs)
+
+fetch.Fetcher.request = first
+import probe.cli.app as app
+app.main()
+"""
+
+
+def test_the_first_request_waits_for_no_check_validator_or_output_module(tmp_path: Path) -> None:
+    """What the sync needs only once answers are in (the discovery checks that read the two
+    documents, the R4 validator, the output's tables) is imported after its first request."""
+    env = dict(os.environ, PROBE_TEST_TOKEN="test-token-value-1234")
+    with serve(ROUTES) as (root, _seen):
+        done = subprocess.run(
+            [sys.executable, "-c", AT_FIRST_REQUEST, "sync", f"{root}/fhir", "--patient", PATIENT,
+             "--token-env", "PROBE_TEST_TOKEN", "--format", "json"],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stderr.splitlines() if x.startswith("AT-FIRST "))
+    loaded = json.loads(line.removeprefix("AT-FIRST "))
+    assert "probe.sync.runner" in loaded and "httpx" in loaded
+    later = ("probe.checks", "probe.cli.render", "jsonschema_rs", "rich.table")
+    assert [m for m in loaded if m in later or m.startswith(tuple(p + "." for p in later))] == []

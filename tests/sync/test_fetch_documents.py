@@ -50,3 +50,10 @@ def test_what_is_not_a_document_is_none() -> None:
     }
     documents, _ = _fetch(routes)
     assert documents.capability is None and documents.smart_configuration is None
+
+
+def test_the_smart_path_is_discovery_s() -> None:
+    from probe.checks import discovery
+    from probe.sync import session
+
+    assert session.SMART_PATH == discovery.SMART_PATH
