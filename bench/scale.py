@@ -309,7 +309,7 @@ def crawl(
     args = [
         "run", str(directory), "--db", url, "--no-sync", "--no-portal",
         "--workers", str(workers),
-        "--concurrency", str(settings["concurrency"]),
+        *(["--concurrency", str(settings["concurrency"])] if settings["concurrency"] else []),
         "--per-host", str(settings["per_host"]),
         "--rate", str(settings["rate"]),
         "--total-requests", str(settings["total_requests"]),
@@ -422,7 +422,12 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--repeats", type=int, default=1, help="crawls per worker count")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=64,
+        help="endpoints in flight per worker; 0: leave it to probe (hosts x --per-host)",
+    )
     parser.add_argument("--per-host", type=int, default=2)
     parser.add_argument("--rate", type=float, default=5.0)
     parser.add_argument("--total-requests", type=int, default=256)

@@ -257,7 +257,7 @@ class ClaimingSource:
         )
         for endpoint_id in unlisted:
             await anyio.to_thread.run_sync(self._not_listed, endpoint_id)
-            await self._target_finished(claim.host)
+            await self._target_finished(claim.host, held)
         # Targets of one host probed at once: more would only queue at its politeness gate
         # (and hold memory): `per_host` lanes each take the host's next target in turn.
         for _ in range(min(self.per_host, len(queue))):
@@ -284,7 +284,7 @@ class ClaimingSource:
                             held.scopes.discard(scope)
                 finally:
                     with anyio.CancelScope(shield=True):
-                        await self._target_finished(host)
+                        await self._target_finished(host, held)
         finally:
             held.lanes -= 1
             self._in_flight -= 1
@@ -292,10 +292,13 @@ class ClaimingSource:
                 del self._held[host]  # its new holder finishes it
             self._notify()
 
-    async def _target_finished(self, host: str) -> None:
-        held = self._held.get(host)
-        if held is None:
-            return
+    async def _target_finished(self, host: str, held: _Held) -> None:
+        """One target of the claim `held` on `host` finished; the last one hands it back.
+
+        The claim is the lane's own, not whatever ``_held[host]`` is by now: once a slice is
+        handed back, this worker may claim the host again (a new claim) before this coroutine
+        resumes, and the old slice's bookkeeping must not touch the new one.
+        """
         held.remaining -= 1
         held.pace = self.pace.host_pace(host) if self.pace is not None else self.host_interval
         if held.remaining <= 0 and not held.lost:
@@ -307,32 +310,47 @@ class ClaimingSource:
                 except SQLAlchemyError as exc:  # kept; finish() tries again
                     log.warning("could not hand back %s: %s", host, exc)
             if released:
-                del self._held[host]
+                self._forget(host, held)
         elif held.remaining <= 0:
-            del self._held[host]
+            self._forget(host, held)
         self._notify()
+
+    def _forget(self, host: str, held: _Held) -> None:
+        """Drop the claim `held` from the hosts this worker holds (if it is still the one)."""
+        if self._held.get(host) is held:
+            del self._held[host]
 
     async def _heartbeat(self) -> None:
         every = max(0.05, self.lease.total_seconds() / 3)
         while True:
             await anyio.sleep(every)
-            hosts = list(self._held)
-            if not hosts:
+            renewing = dict(self._held)
+            if not renewing:
                 continue
             try:
-                lost = await anyio.to_thread.run_sync(self._renew, hosts)
+                lost = await anyio.to_thread.run_sync(self._renew, list(renewing))
             except SQLAlchemyError as exc:  # the next beat tries again; leases are generous
-                log.warning("could not renew the leases on %d host(s): %s", len(hosts), exc)
+                log.warning("could not renew the leases on %d host(s): %s", len(renewing), exc)
                 continue
-            for host in lost:
-                held = self._held.get(host)
-                if held is None or held.lost:
-                    continue
-                log.warning("lost the lease on %s to another worker; stopping its targets", host)
-                held.lost = True
-                self.stats.lost += 1
-                for scope in list(held.scopes):
-                    scope.cancel()
+            self._lost_leases(renewing, lost)
+
+    def _lost_leases(self, renewing: Mapping[str, _Held], lost: list[str]) -> None:
+        """Stop the targets of the claims whose lease another worker took over.
+
+        Only the claim that was renewed is concerned: a slice handed back while the renewal
+        ran (the store then reports its host as not held) and claimed again by this worker is
+        a new claim with a lease of its own, and must go on (stopping it left its targets to
+        wait for that lease to expire).
+        """
+        for host in lost:
+            held = self._held.get(host)
+            if held is None or held.lost or held is not renewing.get(host):
+                continue
+            log.warning("lost the lease on %s to another worker; stopping its targets", host)
+            held.lost = True
+            self.stats.lost += 1
+            for scope in list(held.scopes):
+                scope.cancel()
 
     def _not_listed(self, endpoint_id: int) -> None:
         self.writer.mark_target(endpoint_id, TargetStatus.FAILED, error=NOT_IN_DIRECTORY)
