@@ -208,6 +208,9 @@ def run_command(
         typer.echo(f"{len(chosen)} endpoints would be probed")
         return
     if join_pipe:  # ready: wait for worker 1 to register the run
+        from probe.sync.session import warm_up_validation
+
+        warm_up_validation()  # its one-time build runs during the wait, not after it
         join = wait_for_run_id()
         if join is None:
             raise typer.Exit(0)  # worker 1 stopped before its run existed, and says why
