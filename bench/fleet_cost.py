@@ -27,7 +27,7 @@ import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import scale  # noqa: E402
+import scale
 
 REQUESTS_PER_CLIENT = 250  # x 2 documents x 8 clients = 4,000 requests
 
