@@ -54,14 +54,20 @@ NOT_USED = (
 )
 
 
-def test_a_whole_sync_imports_only_what_it_uses(tmp_path: Path) -> None:
+def _sync_process(runner: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`probe sync` of the test server's patient as a process started by `runner` (a script
+    that reports what it imported on stderr)."""
     env = dict(os.environ, PROBE_TEST_TOKEN="test-token-value-1234")
     with serve(ROUTES) as (root, _seen):
-        done = subprocess.run(
-            [sys.executable, "-c", RUNNER, "sync", f"{root}/fhir", "--patient", PATIENT,
+        return subprocess.run(
+            [sys.executable, "-c", runner, "sync", f"{root}/fhir", "--patient", PATIENT,
              "--token-env", "PROBE_TEST_TOKEN", "--format", "json"],
-            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
+            capture_output=True, text=True, env=env, cwd=cwd, timeout=120, check=False,
         )  # fmt: skip
+
+
+def test_a_whole_sync_imports_only_what_it_uses(tmp_path: Path) -> None:
+    done = _sync_process(RUNNER, tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["resources_by_type"] == {"Observation": 300, "Patient": 1}
     line = next(x for x in done.stderr.splitlines() if x.startswith("MODULES "))
@@ -138,13 +144,7 @@ app.main()
 def test_the_first_request_waits_for_no_check_validator_or_output_module(tmp_path: Path) -> None:
     """What the sync needs only once answers are in (the discovery checks that read the two
     documents, the R4 validator, the output's tables) is imported after its first request."""
-    env = dict(os.environ, PROBE_TEST_TOKEN="test-token-value-1234")
-    with serve(ROUTES) as (root, _seen):
-        done = subprocess.run(
-            [sys.executable, "-c", AT_FIRST_REQUEST, "sync", f"{root}/fhir", "--patient", PATIENT,
-             "--token-env", "PROBE_TEST_TOKEN", "--format", "json"],
-            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
-        )  # fmt: skip
+    done = _sync_process(AT_FIRST_REQUEST, tmp_path)
     assert done.returncode == 0, done.stderr
     line = next(x for x in done.stderr.splitlines() if x.startswith("AT-FIRST "))
     loaded = json.loads(line.removeprefix("AT-FIRST "))
