@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 from probe.crawl.options import MAX_SIZED_CONCURRENCY, CrawlOptions
 
@@ -178,21 +178,22 @@ def run_command(
         raise typer.Exit(2)
     pool = WorkerPool(ctx, workers if not dry_run else 1)
     pool.spawn()  # they load the directory while this process loads it and registers the run
+
+    def refuse(lines: list[object], highlight: bool | None = None) -> NoReturn:
+        if join_pipe and wait_for_run_id() is None:
+            raise typer.Exit(0)  # worker 1 read the same file and reports
+        for text in lines:
+            err.print(text, highlight=highlight)
+        raise typer.Exit(2)
+
     try:
         try:
             directory = load_lean_directory(directory_file)  # held small: probe.directory.lean
-            missing = unknown_names(directory, only or [])
         except DirectoryError as exc:
-            if join_pipe and wait_for_run_id() is None:
-                raise typer.Exit(0) from None  # worker 1 read the same file and reports
-            for problem in exc.problems:
-                err.print(text_line(problem), highlight=False)
-            raise typer.Exit(2) from None
+            refuse([text_line(problem) for problem in exc.problems], highlight=False)
+        missing = unknown_names(directory, only or [])
         if missing:
-            if join_pipe and wait_for_run_id() is None:
-                raise typer.Exit(0)
-            err.print(f"error: --only names no payer in the directory: {', '.join(missing)}")
-            raise typer.Exit(2)
+            refuse([f"error: --only names no payer in the directory: {', '.join(missing)}"])
     except BaseException:
         pool.finish(err)  # not told a run: they exit as soon as their input closes
         raise

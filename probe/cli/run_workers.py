@@ -112,11 +112,10 @@ class WorkerPool:
             pass
 
     def stop(self) -> None:
-        """Ask the workers to stop (SIGTERM); what they observed stays, the run resumable.
-        Workers not told a run yet just see their input close and exit."""
+        """Ask the workers to stop (SIGTERM); what they observed stays, the run resumable."""
         for process in self.processes:
             self._close_input(process)
-            if self.announced and process.poll() is None:
+            if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
 
     def wait(self) -> list[int]:
@@ -131,10 +130,7 @@ class WorkerPool:
         if not self.processes:
             return
         if not self.announced:
-            for process in self.processes:
-                self._close_input(process)
-                if process.poll() is None:
-                    process.terminate()
+            self.stop()
             self.wait()
             return
         if sys.exc_info()[0] is not None:

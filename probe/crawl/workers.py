@@ -288,8 +288,8 @@ class ClaimingSource:
         finally:
             held.lanes -= 1
             self._in_flight -= 1
-            if held.lost and held.lanes == 0 and self._held.get(host) is held:
-                del self._held[host]  # its new holder finishes it
+            if held.lost and held.lanes == 0:
+                self._forget(host, held)  # its new holder finishes it
             self._notify()
 
     async def _target_finished(self, host: str, held: _Held) -> None:
@@ -300,7 +300,8 @@ class ClaimingSource:
         resumes, and the old slice's bookkeeping must not touch the new one.
         """
         held.remaining -= 1
-        held.pace = self.pace.host_pace(host) if self.pace is not None else self.host_interval
+        if held.remaining <= 0:  # the pace the host is handed on at
+            held.pace = self.pace.host_pace(host) if self.pace is not None else self.host_interval
         if held.remaining <= 0 and not held.lost:
             # The targets' final states must be in the database before the host is done.
             released = False
@@ -364,7 +365,7 @@ class ClaimingSource:
             host,
             self.worker,
             claimed=held.claimed,
-            not_before=utcnow() + timedelta(seconds=max(pace, self.host_interval)),
+            not_before=utcnow() + timedelta(seconds=pace),
             pace_s=pace if pace > self.host_interval else None,
         )
 

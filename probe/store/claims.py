@@ -218,7 +218,9 @@ def _guided_size(
         .subquery()
     )
     remaining = int(conn.scalar(select(func.count()).select_from(pending)) or 0)
-    return max(min(max(1, least), limit), min(limit, -(-remaining // slots)))
+    share = -(-remaining // slots)  # ceil
+    floor = min(max(1, least), limit)
+    return max(floor, min(limit, share))
 
 
 def renew_leases(

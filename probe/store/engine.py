@@ -14,7 +14,6 @@ anything else (a merge, branches) is left to Alembic.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -143,36 +142,44 @@ def _on_sqlite_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN")
         return
     driver = connection.connection.driver_connection
-    if isinstance(driver, sqlite3.Connection) and _begin_immediate_soon(driver):
+    if not isinstance(driver, sqlite3.Connection) or not _busy_timeout(driver, 0):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # SQLite's own wait
         return
-    connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits the busy timeout, then raises
+    try:
+        if not _begin_immediate_soon(driver):
+            # Still held after the busy timeout (or another error): this try fails at once
+            # and reports it as every other store error is reported.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        _busy_timeout(driver, _SQLITE_BUSY_TIMEOUT_S)
+
+
+def _busy_timeout(driver: sqlite3.Connection, seconds: float) -> bool:
+    """Set how long SQLite itself waits for a lock on this connection; False if it failed."""
+    try:
+        driver.execute(f"PRAGMA busy_timeout={int(seconds * 1000)}")
+    except sqlite3.Error:
+        return False
+    return True
 
 
 def _begin_immediate_soon(driver: sqlite3.Connection) -> bool:
-    """Begin a write transaction, trying again every few milliseconds while another
-    connection holds the write lock, for up to the busy timeout; False when it is still held
-    (or anything else went wrong): the caller's plain BEGIN IMMEDIATE then reports it."""
+    """Begin a write transaction on a connection whose busy timeout is 0, trying again every
+    few milliseconds while another connection holds the write lock, for up to the busy
+    timeout; False when it is still held then, or on any other error."""
     deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_S
     delay = _LOCK_RETRY_FIRST_S
-    try:
-        driver.execute("PRAGMA busy_timeout=0")
-    except sqlite3.Error:
-        return False
-    try:
-        while True:
-            try:
-                driver.execute("BEGIN IMMEDIATE")
-                return True
-            except sqlite3.OperationalError as exc:
-                code = getattr(exc, "sqlite_errorcode", None)
-                busy = code is None or code & 0xFF == sqlite3.SQLITE_BUSY
-                if not busy or time.monotonic() >= deadline:
-                    return False
-            time.sleep(delay)
-            delay = min(delay * 2, _LOCK_RETRY_LAST_S)
-    finally:
-        with contextlib.suppress(sqlite3.Error):
-            driver.execute(f"PRAGMA busy_timeout={int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
+    while True:
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            busy = code is None or code & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() >= deadline:
+                return False
+        time.sleep(delay)
+        delay = min(delay * 2, _LOCK_RETRY_LAST_S)
 
 
 def create_store_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
