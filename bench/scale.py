@@ -39,6 +39,7 @@ import math
 import os
 import platform
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -357,6 +358,8 @@ def crawl(
     )
     store = stored(url)
     drop_schema(schema)
+    if settings.get("keep") and schema is None:
+        shutil.copy(workdir / f"{label}.db", Path(settings["keep"]) / f"{label}.db")
     done = store.get("targets", {}).get("done", 0)
     tail = log.read_text(errors="replace").strip().splitlines()[-3:]
     return {
@@ -435,6 +438,7 @@ def main() -> None:
     parser.add_argument("--profile", help="cProfile the (single-worker) crawl into this file")
     parser.add_argument("--extrapolate", type=int, default=29_400, help="model time at N")
     parser.add_argument("--extrapolate-hosts", type=int, default=300)
+    parser.add_argument("--keep", help="copy each crawl's SQLite database into this directory")
     parser.add_argument("--json", action="store_true", help="JSON lines instead of markdown")
     if len(sys.argv) > 2 and sys.argv[1] == "--profile-child":
         profile_child(sys.argv[2], sys.argv[3:])
@@ -449,6 +453,7 @@ def main() -> None:
         "total_requests": args.total_requests,
         "cap": args.cap,
         "profile": str(Path(args.profile).resolve()) if args.profile else None,
+        "keep": str(Path(args.keep).resolve()) if args.keep else None,
     }
     latency = args.latency_ms / 1000
     spread = host_endpoints(args.endpoints, args.hosts)

@@ -16,6 +16,7 @@ stats. The same app object is served by one uvicorn server per address (see
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import struct
 import time
@@ -307,10 +308,16 @@ class Fleet:
                 self.tokens.revoke(form.get("token", ""))
                 return Response(b"", 200)
             if name == "jwks" and request.method == "GET":
-                return JSONResponse(jwks(self.config.seed))
+                return Response(_jwks_body(self.config.seed), media_type="application/json")
         except OAuthError as exc:
             return JSONResponse(exc.body(), exc.status, headers={**no_store, **exc.headers})
         return JSONResponse({"error": "invalid_request", "error_description": "not found"}, 404)
+
+
+@functools.lru_cache(maxsize=8)
+def _jwks_body(seed: int) -> bytes:
+    """The JWKS document as served (the same for every payer of a fleet: encoded once)."""
+    return bytes(JSONResponse(jwks(seed)).body)
 
 
 def _server(scope: Scope) -> tuple[str, int]:

@@ -26,7 +26,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, Row, and_, func, or_, select, update
 
 from probe.store.dialect import upsert
 from probe.store.engine import READ_ONLY
@@ -103,8 +103,14 @@ def register_hosts(engine: Engine, run_id: int, hosts: Mapping[int, str]) -> Non
         conn.execute(
             stmt,
             [
-                {"run_id": run_id, "host": h, "status": HostStatus.PENDING.value, "claims": 0}
-                for h in by_host
+                {
+                    "run_id": run_id,
+                    "host": h,
+                    "status": HostStatus.PENDING.value,
+                    "claims": 0,
+                    "pending_targets": len(ids),
+                }
+                for h, ids in by_host.items()
             ],
         )
 
@@ -124,8 +130,11 @@ def claim_host(
     targets (all when None); None when no host is free now.
 
     A host is free when pending (and past the *not before* it was handed back with), or
-    claimed by a worker whose lease has expired. A free host with no target left to do is
-    marked done on the way and the next one is tried.
+    claimed by a worker whose lease has expired. Expired leases go first, then the pending
+    host with the most targets left (longest work first: the largest hosts, which bound the
+    run's time, never wait behind small ones, and hosts of equal size take turns and finish
+    together). A free host with no target left to do is marked done on the way and the next
+    one is tried.
 
     With `hosts_per_worker` (the hosts a worker holds at once) the slice shrinks as the run
     nears its end, guided self-scheduling: the run's pending targets shared among every
@@ -135,25 +144,7 @@ def claim_host(
     while True:
         moment = now or utcnow()
         with engine.begin() as conn:
-            free = or_(
-                and_(
-                    RunHostRow.status == HostStatus.PENDING.value,
-                    or_(RunHostRow.lease_until.is_(None), RunHostRow.lease_until <= moment),
-                ),
-                and_(
-                    RunHostRow.status == HostStatus.CLAIMED.value,
-                    RunHostRow.lease_until < moment,
-                ),
-            )
-            query = (
-                select(RunHostRow.id, RunHostRow.host, RunHostRow.status, RunHostRow.pace_ms)
-                .where(RunHostRow.run_id == run_id, free)
-                .order_by(RunHostRow.id)
-                .limit(1)
-            )
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            row = conn.execute(query).first()
+            row = _free_host(conn, run_id, moment)
             if row is None:
                 return None
             host_row_id, host, status, pace_ms = row
@@ -194,6 +185,41 @@ def claim_host(
                 reclaimed=status == HostStatus.CLAIMED.value,
                 pace_s=None if pace_ms is None else pace_ms / 1000,
             )
+
+
+def _free_host(
+    conn: Connection, run_id: int, moment: datetime
+) -> Row[int, str, str, float | None] | None:
+    """The run's next free host (id, host, status, pace_ms): a lease that expired first (its
+    worker is gone), else the pending host past its *not before* with the most targets left;
+    both read from the (run_id, status, pending_targets, id) index."""
+    columns = (RunHostRow.id, RunHostRow.host, RunHostRow.status, RunHostRow.pace_ms)
+    expired = (
+        select(*columns)
+        .where(
+            RunHostRow.run_id == run_id,
+            RunHostRow.status == HostStatus.CLAIMED.value,
+            RunHostRow.lease_until < moment,
+        )
+        .limit(1)
+    )
+    pending = (
+        select(*columns)
+        .where(
+            RunHostRow.run_id == run_id,
+            RunHostRow.status == HostStatus.PENDING.value,
+            or_(RunHostRow.lease_until.is_(None), RunHostRow.lease_until <= moment),
+        )
+        .order_by(RunHostRow.pending_targets.desc(), RunHostRow.id)
+        .limit(1)
+    )
+    for query in (expired, pending):
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        row = conn.execute(query).first()
+        if row is not None:
+            return row
+    return None
 
 
 def _guided_size(
@@ -291,17 +317,25 @@ def release_host(
         mine = pending if claimed is None else and_(pending, RunTargetRow.endpoint_id.in_(claimed))
         if conn.scalar(select(func.count()).select_from(RunTargetRow).where(mine)):
             return False
-        left = claimed is not None and bool(
-            conn.scalar(select(func.count()).select_from(RunTargetRow).where(pending))
+        left = (
+            int(conn.scalar(select(func.count()).select_from(RunTargetRow).where(pending)) or 0)
+            if claimed is not None
+            else 0
         )
         values: dict[str, object] = (
             {
                 "status": HostStatus.PENDING.value,
                 "lease_until": not_before,
                 "pace_ms": None if pace_s is None else round(pace_s * 1000, 3),
+                "pending_targets": left,
             }
             if left
-            else {"status": HostStatus.DONE.value, "finished_at": utcnow(), "lease_until": None}
+            else {
+                "status": HostStatus.DONE.value,
+                "finished_at": utcnow(),
+                "lease_until": None,
+                "pending_targets": 0,
+            }
         )
         result = conn.execute(
             update(RunHostRow)
@@ -433,6 +467,20 @@ def reopen_targets(engine: Engine, run_id: int, endpoint_ids: list[int]) -> None
                 RunHostRow.status == HostStatus.DONE.value,
             )
             .values(status=HostStatus.PENDING.value, finished_at=None)
+        )
+        conn.execute(
+            update(RunHostRow)
+            .where(RunHostRow.run_id == run_id, RunHostRow.host.in_(hosts))
+            .values(
+                pending_targets=select(func.count())
+                .select_from(RunTargetRow)
+                .where(
+                    RunTargetRow.run_id == run_id,
+                    RunTargetRow.host == RunHostRow.host,
+                    RunTargetRow.status == TargetStatus.PENDING.value,
+                )
+                .scalar_subquery()
+            )
         )
 
 

@@ -250,6 +250,20 @@ class RunHostRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     #: Seconds between request starts the last holder had come to (after any throttling), ms.
     pace_ms: Mapped[float | None] = mapped_column(Float)
+    #: The host's pending targets when it was listed or last handed back: claims take the free
+    #: host with the most first (longest work first, so the largest hosts never wait).
+    pending_targets: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+# Claims read a run's free pending hosts, most work left first, in listing order among equals
+# (migration 0008).
+Index(
+    "ix_run_hosts_run_status_pending",
+    RunHostRow.run_id,
+    RunHostRow.status,
+    RunHostRow.pending_targets.desc(),
+    RunHostRow.id,
+)
 
 
 class CheckResultRow(Base):

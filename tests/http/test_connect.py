@@ -193,3 +193,36 @@ def test_new_client_reaches_a_loopback_server_by_a_name_only_the_guard_knows() -
     assert exchange.status == 200, exchange
     assert dns.lookups == ["payer.test"]
     assert seen[-1][1]["Host"] == f"payer.test:{port}"  # the name, not the address, is the Host
+
+
+def test_a_pooled_connection_reports_readable_once_its_server_closed_it() -> None:
+    """httpcore's idle-connection check (is the socket readable?) from the socket kept on the
+    stream: False while idle, True once the server has closed it; other attributes as anyio's."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    guard = AddressGuard(resolver=ScriptedDns({"payer.test": [["127.0.0.1"]]}))
+    guard.admit(f"http://payer.test:{port}/")
+
+    async def go() -> tuple[bool, bool, object, object]:
+        stream = await GuardedNetworkBackend(guard).connect_tcp("payer.test", port, timeout=5)
+        accepted, _ = listener.accept()
+        idle = stream.get_extra_info("is_readable")
+        server = stream.get_extra_info("server_addr")
+        raw = stream.get_extra_info("socket")
+        accepted.close()
+        with anyio.fail_after(5):
+            while not stream.get_extra_info("is_readable"):
+                await anyio.sleep(0.01)
+        closed = stream.get_extra_info("is_readable")
+        await stream.aclose()
+        return idle, closed, server, raw
+
+    try:
+        idle, closed, server, raw = anyio.run(go)
+    finally:
+        listener.close()
+    assert idle is False and closed is True
+    assert server == ("127.0.0.1", port)
+    assert isinstance(raw, socket.socket)

@@ -14,6 +14,7 @@ from probe.store.claims import (
     register_hosts,
     release_host,
     renew_leases,
+    reopen_targets,
     run_tally,
 )
 from probe.store.handle import Store
@@ -128,6 +129,52 @@ def test_a_host_with_nothing_left_is_closed_on_the_way(store: Store) -> None:
     claim = claim_host(store.engine, run_id, "w1", lease=LEASE)
     assert claim is not None and claim.host == "b.example"
     assert queue_state(store.engine, run_id).done == 1
+
+
+def test_the_host_with_the_most_targets_left_is_claimed_first(store: Store) -> None:
+    # Listed small first: the largest host must not wait behind it (it bounds the run's time).
+    run_id, _ = _run_with_hosts(store, {"small.example": 2, "big.example": 5, "mid.example": 3})
+    first = claim_host(store.engine, run_id, "w1", lease=LEASE, limit=2)
+    assert first is not None and first.host == "big.example" and len(first.endpoint_ids) == 2
+    _finish(store, run_id, first.endpoint_ids, TargetStatus.DONE)
+    assert release_host(store.engine, run_id, "big.example", "w1", claimed=first.endpoint_ids)
+    with store.engine.connect() as conn:
+        left = dict(conn.execute(select(RunHostRow.host, RunHostRow.pending_targets)).all())
+    assert left == {"small.example": 2, "big.example": 3, "mid.example": 3}
+    # Equal work left: listing order (big before mid), then the smaller host.
+    order = [claim_host(store.engine, run_id, f"w{i}", lease=LEASE, limit=2) for i in (2, 3, 4)]
+    assert [c.host for c in order if c is not None] == [
+        "big.example",
+        "mid.example",
+        "small.example",
+    ]
+
+
+def test_an_expired_lease_is_taken_over_before_a_larger_pending_host(store: Store) -> None:
+    run_id, _ = _run_with_hosts(store, {"small.example": 1, "big.example": 4})
+    then = utcnow()
+    dead = claim_host(store.engine, run_id, "dead", lease=LEASE, now=then)
+    assert dead is not None and dead.host == "big.example"
+    assert release_host(store.engine, run_id, "big.example", "dead") is False  # still pending
+    later = then + LEASE + timedelta(seconds=1)
+    taken = claim_host(store.engine, run_id, "alive", lease=LEASE, now=later)
+    assert taken is not None and taken.host == "big.example" and taken.reclaimed
+
+
+def test_reopened_targets_are_counted_again_on_their_hosts(store: Store) -> None:
+    run_id, hosts = _run_with_hosts(store, {"a.example": 3, "b.example": 1})
+    for _ in range(2):
+        claim = claim_host(store.engine, run_id, "w1", lease=LEASE)
+        assert claim is not None
+        _finish(store, run_id, claim.endpoint_ids, TargetStatus.FAILED)
+        assert release_host(store.engine, run_id, claim.host, "w1", claimed=claim.endpoint_ids)
+    a_ids = sorted(eid for eid, host in hosts.items() if host == "a.example")
+    reopen_targets(store.engine, run_id, a_ids[:2])  # a resume redoes failed targets
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(RunHostRow.host, RunHostRow.status, RunHostRow.pending_targets)
+        ).all()
+    assert sorted(tuple(r) for r in rows) == [("a.example", "pending", 2), ("b.example", "done", 0)]
 
 
 def test_concurrent_claimers_never_share_a_host(store: Store) -> None:

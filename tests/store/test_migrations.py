@@ -77,6 +77,53 @@ def test_upgrade_from_empty_and_downgrade_to_base(store_url: str) -> None:
         engine.dispose()
 
 
+def test_upgrade_counts_the_pending_targets_of_a_run_s_hosts(store_url: str) -> None:
+    # A run in progress when the store is upgraded to 0008: its hosts get their counts.
+    engine = create_store_engine(store_url)
+    try:
+        upgrade(engine, "0007")
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO payers (id, name, organization_status) VALUES (1, 'P', 'none')")
+            )
+            for eid in (1, 2, 3):
+                conn.execute(
+                    text(
+                        "INSERT INTO endpoints (id, payer_id, environment, base_url) "
+                        "VALUES (:id, 1, 'production', :url)"
+                    ),
+                    {"id": eid, "url": f"https://h/{eid}"},
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO probe_runs (id, kind, status, started_at, probe_version, host, "
+                    "pid) VALUES (1, 'nightly', 'running', CURRENT_TIMESTAMP, '0', 'h', 1)"
+                )
+            )
+            for eid, host, status in ((1, "a", "pending"), (2, "a", "done"), (3, "b", "done")):
+                conn.execute(
+                    text(
+                        "INSERT INTO run_targets (run_id, endpoint_id, status, host) "
+                        "VALUES (1, :eid, :status, :host)"
+                    ),
+                    {"eid": eid, "status": status, "host": host},
+                )
+            for host, status in (("a", "pending"), ("b", "done")):
+                conn.execute(
+                    text(
+                        "INSERT INTO run_hosts (run_id, host, status, claims) "
+                        "VALUES (1, :host, :status, 0)"
+                    ),
+                    {"host": host, "status": status},
+                )
+        upgrade(engine)
+        with engine.connect() as conn:
+            counts = dict(conn.execute(text("SELECT host, pending_targets FROM run_hosts")).all())
+        assert counts == {"a": 1, "b": 0}
+    finally:
+        engine.dispose()
+
+
 def test_open_store_migrates_an_empty_database(store_url: str) -> None:
     with open_store(store_url) as store:
         assert revision_state(store.engine).at_head
