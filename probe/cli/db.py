@@ -75,7 +75,17 @@ def upgrade_command(db: DbOption = None) -> None:
 
 
 @db_app.command("current")
-def current_command(db: DbOption = None) -> None:
+def current_command(
+    db: DbOption = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Exit 1 unless the database is at this probe's head (no database, an empty "
+            "one or one behind head): a deploy script's test before `probe run`.",
+        ),
+    ] = False,
+) -> None:
     """Show the database's schema revision and whether it is this probe's head."""
     from probe.store import engine as store_engine
 
@@ -83,19 +93,23 @@ def current_command(db: DbOption = None) -> None:
         name = store_engine.safe_url(engine.url)
         if store_engine.missing_sqlite_file(engine) is not None:
             _out.print(f"{name}: no database yet; `probe db upgrade` creates it")
-            return
-        state = store_engine.revision_state(engine)
-        if not state.known:
-            fail(str(store_engine.unknown_revision_error(state, engine.url)))
-        if state.current is None:
-            _out.print(f"{name}: empty (no revision); `probe db upgrade` creates the schema")
-        elif state.at_head:
-            _out.print(f"{name}: revision {state.current} (head)")
+            at_head = False
         else:
-            _out.print(
-                f"{name}: revision {state.current}, behind head {state.head}; "
-                "run `probe db upgrade`"
-            )
+            state = store_engine.revision_state(engine)
+            if not state.known:
+                fail(str(store_engine.unknown_revision_error(state, engine.url)))
+            at_head = state.at_head
+            if state.current is None:
+                _out.print(f"{name}: empty (no revision); `probe db upgrade` creates the schema")
+            elif state.at_head:
+                _out.print(f"{name}: revision {state.current} (head)")
+            else:
+                _out.print(
+                    f"{name}: revision {state.current}, behind head {state.head}; "
+                    "run `probe db upgrade`"
+                )
+    if check and not at_head:
+        raise typer.Exit(1)
 
 
 @db_app.command("downgrade")

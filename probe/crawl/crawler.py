@@ -491,13 +491,7 @@ async def crawl(
     try:
         guard = AddressGuard()
         for eid in todo_ids:  # the operator's own hosts: they may be on any network
-            target = by_id[eid]
-            credentials = target.endpoint.credentials
-            guard.admit(
-                target.base_url,
-                target.endpoint.portal_url,
-                getattr(credentials, "token_url", None),
-            )
+            guard.admit(*by_id.operator_urls(eid))
         client = (
             httpx.AsyncClient(transport=transport, follow_redirects=False)
             if transport is not None

@@ -88,6 +88,8 @@ class LeanDirectory:
         #: Every target (each endpoint's base URL and its sandbox URL), in directory order.
         self.refs: list[TargetRef] = []
         self._seen: set[str] | None = set()
+        #: The portal and token URLs of endpoints that declare any, by (payer, endpoint).
+        self._side_urls: dict[tuple[int, int], tuple[str, ...]] = {}
         self.payer = functools.lru_cache(maxsize=_DECODED_PAYERS)(self._decode)
 
     def _add(self, data: Any, payer: Payer) -> None:
@@ -97,6 +99,11 @@ class LeanDirectory:
         assert self._seen is not None, "the directory is complete"
         for position, env, url in payer_targets(payer, self._seen):
             self.refs.append(TargetRef(index, position, env, url))
+        for position, endpoint in enumerate(payer.endpoints):
+            token_url = getattr(endpoint.credentials, "token_url", None)
+            side = tuple(u for u in (endpoint.portal_url, token_url) if u)
+            if side:
+                self._side_urls[(index, position)] = side
 
     def _done(self) -> LeanDirectory:
         self._seen = None  # only needed while targets are listed
@@ -126,6 +133,11 @@ class LeanDirectory:
         """The full target a reference points to."""
         payer = self.payer(ref.payer)
         return Target(payer, payer.endpoints[ref.endpoint], ref.environment, ref.base_url)
+
+    def operator_urls(self, ref: TargetRef) -> tuple[str, ...]:
+        """The URLs the directory gives for a target (its base URL, its endpoint's portal and
+        token URLs), without rebuilding its payer: the hosts the operator named."""
+        return (ref.base_url, *self._side_urls.get((ref.payer, ref.endpoint), ()))
 
     def refs_for(self, chosen: Iterable[Target]) -> list[TargetRef]:
         """The references of targets given in full (by key; unknown keys are skipped)."""
@@ -161,6 +173,10 @@ class TargetTable(Mapping[int, Target]):
     def base_urls(self) -> dict[int, str]:
         """Each endpoint id's base URL, without rebuilding any payer."""
         return {eid: ref.base_url for eid, ref in self.refs.items()}
+
+    def operator_urls(self, endpoint_id: int) -> tuple[str, ...]:
+        """The URLs the directory gives for one target (see `LeanDirectory.operator_urls`)."""
+        return self.directory.operator_urls(self.refs[endpoint_id])
 
 
 def load_lean_directory(path: Path) -> LeanDirectory:

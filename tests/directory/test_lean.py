@@ -55,6 +55,19 @@ def outcome(loader: Any, path: Path) -> tuple[str, Any]:
         full = directory.to_directory()
         assert [r.key for r in directory.refs] == [t.key for t in targets(full)]
         assert [directory.target(r) for r in directory.refs] == targets(full)
+        # The operator's URLs of each target, read without rebuilding its payer.
+        assert [directory.operator_urls(r) for r in directory.refs] == [
+            tuple(
+                u
+                for u in (
+                    t.base_url,
+                    t.endpoint.portal_url,
+                    getattr(t.endpoint.credentials, "token_url", None),
+                )
+                if u
+            )
+            for t in targets(full)
+        ]
         return "ok", full
     return "ok", directory
 
@@ -204,6 +217,10 @@ def test_selection_and_target_table(tmp_path: Path) -> None:
     assert len(table) == 4 and 11 in table and 99 not in table
     assert table[12].payer.name == "Payer 4" and table[12].endpoint.portal_url
     assert table.base_urls()[13] == "https://sandbox.h4.example/payers/4/fhir"
+    assert table.operator_urls(13) == (
+        "https://sandbox.h4.example/payers/4/fhir",
+        "https://dev.h4.example/4",
+    )
     assert select_refs(directory, keep=lambda ref: ref.payer == 9) == directory.refs[-2:]
 
 

@@ -55,6 +55,19 @@ def test_upgrade_current_downgrade_cycle(store_url: str) -> None:
     assert code == 0 and "empty (no revision)" in out
 
 
+def test_current_check_exits_1_unless_at_head(store_url: str) -> None:
+    code, out, _ = probe("db", "current", "--check", "--db", store_url)
+    assert code == 1 and ("no database yet" in out or "empty (no revision)" in out)
+    probe("db", "upgrade", "--db", store_url)
+    code, out, _ = probe("db", "current", "--check", "--db", store_url)
+    assert code == 0 and "(head)" in out
+    probe("db", "downgrade", "0007", "--yes", "--db", store_url)
+    code, out, _ = probe("db", "current", "--check", "--db", store_url)
+    assert code == 1 and "behind head" in out
+    code, out, _ = probe("db", "current", "--db", store_url)  # without --check: informational
+    assert code == 0 and "behind head" in out
+
+
 def test_db_url_from_environment(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROBE_DATABASE_URL", store_url)
     code, out, _ = probe("db", "upgrade")
