@@ -106,9 +106,13 @@ class AttemptResult:
         return self.verdict.outcome
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready mapping (``schema_version`` 1)."""
+        """The JSON-ready mapping, as stored (``schema_version`` 1)."""
+        return {"schema_version": SCHEMA_VERSION, **self.body()}
+
+    def body(self) -> dict[str, Any]:
+        """The JSON-ready mapping without a version: ``probe authorize --format json`` stamps
+        its contract's (probe/contracts: ``AuthorizeOutput``)."""
         return {
-            "schema_version": SCHEMA_VERSION,
             "base_url": self.base_url,
             "started_at": self.started_at,
             "outcome": str(self.verdict.outcome),

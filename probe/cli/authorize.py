@@ -183,7 +183,9 @@ def authorize_command(
     except (AuthorizeSetupError, BrowserUnavailable, SecretError) as exc:
         fail(str(exc))
     if output_format.lower() == "json":
-        sys.stdout.write(result.to_json() + "\n")
+        from probe.cli.machine import contract_json
+
+        sys.stdout.write(contract_json("authorize", result.body()) + "\n")
     else:
         _print_table(result)
     if save:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 from typing_extensions import TypedDict
 
+from probe.authorize.outcome import Outcome as AttemptOutcome
 from probe.directory.schema import Environment, OrganizationStatus
 from probe.drift.classify import ChangeKind
 from probe.models import Severity
@@ -443,6 +444,43 @@ class PrereleaseOutput(TypedDict):
     saved_run_id: int | None
 
 
+# -- probe authorize ---------------------------------------------------------------------------
+
+
+class AuthorizeFindingJson(TypedDict):
+    """A requirement the attempt's token response did not meet."""
+
+    id: str
+    message: str
+
+
+class AuthorizeOutput(TypedDict):
+    """``probe authorize URL --format json``: one SMART patient authorization, walked in a
+    browser: how it ended, the token's facts (never the tokens) and the journey's evidence."""
+
+    schema_version: str
+    base_url: str
+    started_at: datetime
+    outcome: AttemptOutcome
+    #: The OAuth error code (the callback's or the token endpoint's), if any.
+    error: str | None
+    error_description: str | None
+    #: A short human reason (the login failure, the identity vendor, the browser error).
+    detail: str | None
+    patient: str | None
+    refresh_token_issued: bool
+    scopes_granted: list[str]
+    pkce: Literal["S256"]
+    duration_ms: float
+    redirects: int
+    identity_verification_vendor: str | None
+    findings: list[AuthorizeFindingJson]
+    #: The authorization and token endpoints used and where they were found.
+    endpoints: dict[str, str | None]
+    #: Timings, navigation and pages seen (the journey's own shape).
+    evidence: dict[str, Any]
+
+
 #: The top-level shape of each contract.
 TOP_LEVEL: dict[str, type] = {
     "check": CheckOutput,
@@ -451,4 +489,5 @@ TOP_LEVEL: dict[str, type] = {
     "history": HistoryOutput,
     "drift": DriftOutput,
     "prerelease": PrereleaseOutput,
+    "authorize": AuthorizeOutput,
 }

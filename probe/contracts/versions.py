@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final
 
 #: Every JSON output that is a stable contract: ``probe NAME --format json``.
-CONTRACTS: Final = ("check", "sync", "score", "history", "drift", "prerelease")
+CONTRACTS: Final = ("check", "sync", "score", "history", "drift", "prerelease", "authorize")
 
 #: The ``schema_version`` each output carries (semantic versioning; see the module docstring).
 SCHEMA_VERSIONS: Final[dict[str, str]] = {
@@ -23,6 +23,7 @@ SCHEMA_VERSIONS: Final[dict[str, str]] = {
     "history": "1.0.0",
     "drift": "1.0.0",
     "prerelease": "1.0.0",
+    "authorize": "1.0.0",
 }
 
 #: Where the checked-in schemas live (package data: installed users can read them).

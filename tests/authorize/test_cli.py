@@ -79,7 +79,7 @@ def test_authorized_declined_and_saved(tmp_path: Path) -> None:
     data = json.loads(stdout)
     assert data["outcome"] == "authorized" and data["error"] is None
     assert data["patient"] == out["patient"] and data["refresh_token_issued"] is True
-    assert data["pkce"] == "S256" and data["schema_version"] == 1
+    assert data["pkce"] == "S256" and data["schema_version"] == "1.0.0"
     assert "saved as authorization attempt" in stderr
     # The refresh token went to the token store (mode 0600), and nowhere else.
     assert stat.S_IMODE(tokens.stat().st_mode) == 0o600

@@ -19,6 +19,7 @@ from probe.contracts.generate import main as generate_main
 from probe.contracts.generate import schema_text, stale_schemas
 from probe.contracts.versions import CONTRACTS, SCHEMA_VERSIONS, schema_path
 from probe.fleet.app import Fleet
+from tests.authorize.conftest import ensure_chromium, free_port
 from tests.contracts.conftest import (
     contract_validator,
     run_cli,
@@ -260,7 +261,15 @@ def real_outputs(live_fleet: Fleet, stored_db: tuple[str, str]) -> dict[str, dic
         "history": ["history", base, "--db", url, "--format", "json"],
         "drift": ["drift", "--db", url, "--format", "json"],
         "prerelease": ["prerelease", good, "--format", "json"],
+        "authorize": [
+            *("authorize", good, "--client-id", live_fleet.credentials("good").client_id),
+            *("--client-secret-env", "C_CS", "--username-env", "MEMBER_USER"),
+            *("--password-env", "MEMBER_PW", "--deadline", "60", "--format", "json"),
+            *("--redirect-port", str(free_port())),
+        ],
     }
+    env = {**env, "MEMBER_USER": patient, "MEMBER_PW": "password"}
+    ensure_chromium()  # probe authorize walks the member's login in headless Chromium
     out = {}
     for name, command in commands.items():
         _, text, _ = run_cli(command, env)
