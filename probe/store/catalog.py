@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from sqlalchemy import insert, select
+from sqlalchemy import ColumnElement, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,12 +32,15 @@ def _payer_fields(payer: Payer) -> dict[str, Any]:
 #: Payers mirrored per round trip: the rows of one chunk are all the session holds at once.
 UPSERT_CHUNK = 500
 
+_T = TypeVar("_T")
 
-def _in_chunks(payers: Iterable[Payer]) -> Iterator[list[Payer]]:
-    """The payers `UPSERT_CHUNK` at a time (a generator keeps the directory out of memory)."""
-    chunk: list[Payer] = []
-    for payer in payers:
-        chunk.append(payer)
+
+def _in_chunks(items: Iterable[_T]) -> Iterator[list[_T]]:
+    """The items (payers, targets) `UPSERT_CHUNK` at a time (a generator keeps the directory
+    out of memory)."""
+    chunk: list[_T] = []
+    for item in items:
+        chunk.append(item)
         if len(chunk) >= UPSERT_CHUNK:
             yield chunk
             chunk = []
@@ -60,26 +63,35 @@ def upsert_directory(session: Session, payers: Iterable[Payer]) -> dict[str, int
     return ids
 
 
-def endpoint_ids(session: Session, payers: Iterable[Payer]) -> dict[str, int] | None:
-    """The endpoint id of each crawl target keyed by ``Target.key``, read without writing;
-    None when one of them is not in the store yet (the caller upserts instead)."""
+def endpoint_ids(session: Session, pairs: Iterable[tuple[str, str]]) -> dict[str, int] | None:
+    """The endpoint id of each crawl target, given as (environment, base URL), keyed by
+    ``Target.key``, read without writing; None when one of them is not in the store yet (the
+    caller upserts instead)."""
     ids: dict[str, int] = {}
-    seen: set[str] = set()
-    for chunk in _in_chunks(payers):
-        pairs = [(str(env), url) for payer in chunk for _, env, url in payer_targets(payer, seen)]
+    for chunk in _in_chunks(pairs):
         found = {
             (env, url): eid
             for eid, env, url in session.execute(
                 select(EndpointRow.id, EndpointRow.environment, EndpointRow.base_url).where(
-                    EndpointRow.base_url.in_(sorted({url for _, url in pairs}))
+                    *_by_target(chunk)
                 )
             )
         }
-        for env, url in pairs:
+        for env, url in chunk:
             if (env, url) not in found:
                 return None
             ids[f"{env}:{url}"] = found[(env, url)]
     return ids
+
+
+def _by_target(pairs: list[tuple[str, str]]) -> tuple[ColumnElement[bool], ...]:
+    """A filter on endpoints for these (environment, base URL) pairs (a superset of them) that
+    the (environment, base_url) unique index answers: on the URLs alone every lookup read the
+    whole index, so a chunk's cost grew with the catalog."""
+    return (
+        EndpointRow.environment.in_(sorted({env for env, _ in pairs})),
+        EndpointRow.base_url.in_(sorted({url for _, url in pairs})),
+    )
 
 
 def _upsert_chunk(
@@ -114,10 +126,11 @@ def _upsert_chunk(
         for payer in chunk
         for index, env, url in payer_targets(payer, seen)
     ]
-    urls = sorted({url for *_, url in wanted})
     existing = {
         (row.environment, row.base_url): row
-        for row in session.scalars(select(EndpointRow).where(EndpointRow.base_url.in_(urls)))
+        for row in session.scalars(
+            select(EndpointRow).where(*_by_target([(env, url) for *_, env, url in wanted]))
+        )
     }
     endpoint_ids: dict[tuple[str, str], int] = {}
     new_endpoints: list[dict[str, Any]] = []

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
+from probe.directory.lean import LeanDirectory
 from probe.directory.schema import parse_directory
 from probe.store.catalog import ensure_endpoint, find_endpoint
 from probe.store.handle import Store
@@ -133,3 +135,26 @@ def test_endpoint_ids_are_read_without_writing_and_none_when_one_is_missing(stor
         1,
     )
     assert store.endpoint_ids(parse_directory(more, Path("e.yaml"))) is None
+    # The lean form (a joining worker's) reads the same ids from its targets alone.
+    assert store.endpoint_ids(LeanDirectory.from_directory(directory)) == ids
+    assert (
+        store.endpoint_ids(LeanDirectory.from_directory(parse_directory(more, Path("m")))) is None
+    )
+
+
+def test_endpoint_ids_across_chunks_and_environments(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import probe.store.catalog as catalog
+
+    monkeypatch.setattr(catalog, "UPSERT_CHUNK", 3)  # several chunks, each with both kinds
+    payers = "".join(
+        f"  - name: P{i}\n    endpoints:\n      - base_url: https://h{i % 2}.example/p{i}/r4\n"
+        f"        sandbox_url: https://sandbox.example/p{i}/r4\n"
+        for i in range(8)
+    )
+    directory = parse_directory("payers:\n" + payers, Path("e.yaml"))
+    ids = store.upsert_directory(directory)
+    assert len(ids) == 16 and len(set(ids.values())) == 16
+    assert store.endpoint_ids(directory) == ids
+    assert store.endpoint_ids(LeanDirectory.from_directory(directory)) == ids
