@@ -77,10 +77,10 @@ def upgrade_command(db: DbOption = None) -> None:
 @db_app.command("current")
 def current_command(
     db: DbOption = None,
-    check: Annotated[
+    exit_code: Annotated[
         bool,
         typer.Option(
-            "--check",
+            "--exit-code",
             help="Exit 1 unless the database is at this probe's head (no database, an empty "
             "one or one behind head): a deploy script's test before `probe run`.",
         ),
@@ -108,7 +108,7 @@ def current_command(
                     f"{name}: revision {state.current}, behind head {state.head}; "
                     "run `probe db upgrade`"
                 )
-    if check and not at_head:
+    if exit_code and not at_head:
         raise typer.Exit(1)
 
 

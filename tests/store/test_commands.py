@@ -55,16 +55,16 @@ def test_upgrade_current_downgrade_cycle(store_url: str) -> None:
     assert code == 0 and "empty (no revision)" in out
 
 
-def test_current_check_exits_1_unless_at_head(store_url: str) -> None:
-    code, out, _ = probe("db", "current", "--check", "--db", store_url)
+def test_current_exit_code_is_1_unless_at_head(store_url: str) -> None:
+    code, out, _ = probe("db", "current", "--exit-code", "--db", store_url)
     assert code == 1 and ("no database yet" in out or "empty (no revision)" in out)
     probe("db", "upgrade", "--db", store_url)
-    code, out, _ = probe("db", "current", "--check", "--db", store_url)
+    code, out, _ = probe("db", "current", "--exit-code", "--db", store_url)
     assert code == 0 and "(head)" in out
     probe("db", "downgrade", "0007", "--yes", "--db", store_url)
-    code, out, _ = probe("db", "current", "--check", "--db", store_url)
+    code, out, _ = probe("db", "current", "--exit-code", "--db", store_url)
     assert code == 1 and "behind head" in out
-    code, out, _ = probe("db", "current", "--db", store_url)  # without --check: informational
+    code, out, _ = probe("db", "current", "--db", store_url)  # without --exit-code: informational
     assert code == 0 and "behind head" in out
 
 
