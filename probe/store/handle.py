@@ -20,7 +20,7 @@ import probe.store.catalog as catalog
 import probe.store.locks as locks
 import probe.store.runs as runs
 from probe.directory.lean import LeanDirectory
-from probe.directory.schema import Directory, Environment, Payer, payer_targets
+from probe.directory.schema import Directory, Environment, Payer, targets
 from probe.store.locks import RunLock
 from probe.store.tables import RunKind, RunStatus
 from probe.store.writer import StoreWriter
@@ -50,17 +50,9 @@ class Store:
     def endpoint_ids(self, directory: Directory | LeanDirectory) -> dict[str, int] | None:
         """Endpoint ids keyed by ``Target.key`` when every target is stored, read without
         writing (a worker joining a run); None when one is missing."""
-        if isinstance(directory, LeanDirectory):  # its targets, without rebuilding payers
-            pairs: Iterable[tuple[str, str]] = (
-                (str(ref.environment), ref.base_url) for ref in directory.refs
-            )
-        else:
-            seen: set[str] = set()
-            pairs = (
-                (str(env), url)
-                for payer in directory.payers
-                for _, env, url in payer_targets(payer, seen)
-            )
+        # A lean directory's targets are read without rebuilding its payers.
+        found = directory.refs if isinstance(directory, LeanDirectory) else targets(directory)
+        pairs = ((str(t.environment), t.base_url) for t in found)
         with self.session() as session:
             return catalog.endpoint_ids(session, pairs)
 
