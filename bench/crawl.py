@@ -131,7 +131,8 @@ def child(directory: str, database: str, sync: bool, settings: dict[str, Any]) -
 def ceiling_child(directory: str, settings: dict[str, Any]) -> None:
     """The ceiling: bare httpx, the same three discovery GETs per endpoint plus `json.loads`.
 
-    One `httpx.AsyncClient` (its pool sized for the same requests in flight), `concurrency`
+    One `httpx.AsyncClient` (its pool sized for the same requests in flight; or one per host
+    with `per_host_pools` connections each, as bench/scale.py's peer asks), `concurrency`
     endpoints at once, the three GETs of an endpoint concurrently as probe makes them. No
     checks, no store, no politeness, no bounds: what httpx itself costs on this fleet.
     """
@@ -158,12 +159,26 @@ def ceiling_child(directory: str, settings: dict[str, Any]) -> None:
         total = settings["total_requests"]
         limits = httpx.Limits(max_connections=total, max_keepalive_connections=total)
         timeout = httpx.Timeout(30.0)
+        # `per_host`: one client (pool) per host with that many connections, as probe keeps
+        # them; without it one pool for all hosts, whose scan grows with the connections held.
+        per_host = settings.get("per_host_pools")
+        host_limits = httpx.Limits(max_connections=per_host, max_keepalive_connections=per_host)
+        pools: dict[str, httpx.AsyncClient] = {}
+
+        def pool_for(client: httpx.AsyncClient, url: str) -> httpx.AsyncClient:
+            if not per_host:
+                return client
+            host = url.split("/", 3)[2]
+            if host not in pools:
+                pools[host] = httpx.AsyncClient(limits=host_limits, timeout=timeout)
+            return pools[host]
+
         async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
 
             async def get(url: str, accept: str) -> None:
                 nonlocal requests, parsed
                 try:
-                    response = await client.get(url, headers={"Accept": accept})
+                    response = await pool_for(client, url).get(url, headers={"Accept": accept})
                 except httpx.HTTPError:
                     return
                 requests += 1
@@ -180,6 +195,8 @@ def ceiling_child(directory: str, settings: dict[str, Any]) -> None:
                     )
 
             await asyncio.gather(*(endpoint(b) for b in bases))
+            for pool in pools.values():
+                await pool.aclose()
 
     wall0, cpu0 = time.perf_counter(), time.process_time()
     asyncio.run(go())

@@ -52,6 +52,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -395,6 +396,78 @@ def crawl(
     }
 
 
+def host_shares(directory: Path, parts: int, workdir: Path, label: str) -> list[Path]:
+    """The directory split into `parts` files by host (whole hosts, balanced by endpoints)."""
+    data = yaml.load(directory.read_text(), Loader=yaml.CSafeLoader)
+    by_host: dict[str, list[Any]] = {}
+    for payer in data["payers"]:
+        host = urlsplit(payer["endpoints"][0]["base_url"]).hostname or ""
+        by_host.setdefault(host, []).append(payer)
+    shares: list[list[Any]] = [[] for _ in range(parts)]
+    for host in sorted(by_host, key=lambda h: -len(by_host[h])):
+        min(shares, key=len).extend(by_host[host])
+    files = []
+    for i, share in enumerate(shares):
+        out = workdir / f"{label}-share{i}.yaml"
+        out.write_text(yaml.dump({"payers": share}, Dumper=yaml.CSafeDumper, width=1000))
+        files.append(out)
+    return files
+
+
+def peer_crawl(
+    directory: Path,
+    fleet_pids: list[int],
+    workdir: Path,
+    settings: dict[str, Any],
+    clients: int,
+    label: str,
+) -> dict[str, Any]:
+    """The peer beside probe: `clients` processes of a bare-httpx client at once (bench/crawl.py's
+    ceiling: the same discovery GETs, no checks, no store, no politeness), each on its share of
+    the hosts. What the machine and the co-located fleet give an embarrassingly parallel client
+    going from one process to two: the ceiling of probe's own 2 / 1 ratio on this machine, now.
+    """
+    shares = host_shares(directory, clients, workdir, label)
+    child = {
+        "concurrency": settings["concurrency"] or 64,
+        "total_requests": settings["total_requests"],
+        "per_host_pools": settings["per_host"],
+    }
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    fleet_before = sum(proc_cpu_s(p) for p in fleet_pids)
+    t0 = time.perf_counter()
+    command = [PYTHON, str(ROOT / "bench" / "crawl.py"), "--ceiling-child"]
+    processes = [
+        subprocess.Popen(
+            [*command, str(share), "-", "0", json.dumps(child)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=workdir,
+        )
+        for share in shares
+    ]
+    outs = []
+    for process in processes:
+        out = process.communicate(timeout=settings["cap"])[0].decode()
+        outs.append(json.loads(out.splitlines()[-1]))
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    fleet_cpu = sum(proc_cpu_s(p) for p in fleet_pids) - fleet_before
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    done = sum(int(o["endpoints"]) for o in outs)
+    return {
+        "label": label,
+        "clients": clients,
+        "wall_s": wall,
+        "done": done,
+        "requests": sum(int(o["requests"]) for o in outs),
+        "endpoints_per_s": done / wall,
+        "cpu_ms_per_endpoint": 1000 * cpu / max(done, 1),
+        "client_cores": cpu / wall,
+        "fleet_cores": fleet_cpu / wall,
+    }
+
+
 def profile_child(out: str, args: list[str]) -> None:
     """In the crawling process: `probe ARGS` under cProfile, the stats written to `out`.
 
@@ -456,6 +529,11 @@ def main() -> None:
         action="store_true",
         help="time the migration of the empty database too (before: `probe db upgrade` first)",
     )
+    parser.add_argument(
+        "--no-peer",
+        action="store_true",
+        help="skip the peer (bare-httpx processes, 1 and 2 at once) after each repeat's crawls",
+    )
     parser.add_argument("--json", action="store_true", help="JSON lines instead of markdown")
     if len(sys.argv) > 2 and sys.argv[1] == "--profile-child":
         profile_child(sys.argv[2], sys.argv[3:])
@@ -477,7 +555,8 @@ def main() -> None:
     spread = host_endpoints(args.endpoints, args.hosts)
     load_before = loadavg()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    rows = []
+    rows: list[dict[str, Any]] = []
+    peers: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="probe-bench-scale-") as tmp:
         workdir = Path(tmp)
         t0 = time.perf_counter()
@@ -495,11 +574,18 @@ def main() -> None:
                     rows.append(row)
                     if args.json:
                         print(json.dumps(row), flush=True)
+                if not args.no_peer and len(workers) > 1:
+                    for c in (1, max(workers)):
+                        peer = peer_crawl(d, pids, workdir, settings, c, f"peer-c{c}-r{r}")
+                        peers.append(peer)
+                        if args.json:
+                            print(json.dumps(peer), flush=True)
             fleet_rss = [round(vm_hwm_mib(p) or 0) for p in pids]
     load_after = loadavg()
     if args.json:
         return
     report(args, rows, started, load_before, load_after, fleet_start, fleet_rss)
+    report_peer(rows, peers)
 
 
 def report(
@@ -575,6 +661,51 @@ def report(
             + f"; time ~ max = {model:.0f} s ({model / 60:.1f} min, "
             f"{model / bound2:.2f}x the bound)"
         )
+
+
+def report_peer(rows: list[dict[str, Any]], peers: list[dict[str, Any]]) -> None:
+    """The peer's crawls, and each repeat's 2 / 1 ratio of probe beside the peer's."""
+    if not peers:
+        return
+    print("\nPeer: bare-httpx processes at once, each on its share of the hosts (bench/crawl.py's")
+    print("ceiling client), right after each repeat's probe crawls:\n")
+    print("| peer | clients | done | wall s | endpoints/s | CPU ms/endpoint | client cores "
+          "| fleet cores |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for p in peers:
+        print(
+            f"| {p['label']} | {p['clients']} | {p['done']} | {p['wall_s']:.1f} "
+            f"| {p['endpoints_per_s']:.1f} | {p['cpu_ms_per_endpoint']:.1f} "
+            f"| {p['client_cores']:.2f} | {p['fleet_cores']:.2f} |"
+        )
+    print()
+    for ratio in pair_ratios(rows, peers):
+        print(
+            f"- repeat {ratio['repeat']}: probe {ratio['probe']:.2f}x, peer {ratio['peer']:.2f}x, "
+            f"probe / peer {ratio['probe'] / ratio['peer']:.2f}"
+        )
+
+
+def pair_ratios(rows: list[dict[str, Any]], peers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per repeat: probe's wall(1 worker) / wall(most workers), and the peer's the same way."""
+    out = []
+    for r in sorted({int(row["label"].rsplit("-r", 1)[1]) for row in rows}):
+        mine = [row for row in rows if row["label"].endswith(f"-r{r}")]
+        theirs = [p for p in peers if p["label"].endswith(f"-r{r}")]
+        if len(mine) < 2 or len(theirs) < 2:
+            continue
+        one = min(mine, key=lambda row: row["workers"])
+        most = max(mine, key=lambda row: row["workers"])
+        p_one = min(theirs, key=lambda p: p["clients"])
+        p_most = max(theirs, key=lambda p: p["clients"])
+        out.append(
+            {
+                "repeat": r,
+                "probe": one["wall_s"] / most["wall_s"],
+                "peer": p_one["wall_s"] / p_most["wall_s"],
+            }
+        )
+    return out
 
 
 if __name__ == "__main__":
