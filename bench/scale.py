@@ -18,6 +18,12 @@ the 2 cores, and the politeness lower bound
 (e_h endpoints on host h, r requests per endpoint: r request starts each at `rate` per second
 per host, and r requests each holding one of `per_host` slots for `latency` seconds; r is 3
 discovery GETs plus the JWKS the fleet's SMART configuration names, measured from the store).
+With more than one worker count, each repeat ends with the peer (`--no-peer` skips it): a
+bare-httpx client (bench/crawl.py's ceiling: the same discovery GETs, no checks, no store, one
+connection pool per host) run as one process over every host, then as two processes at once
+over half the hosts each. Its 2 / 1 ratio is what this machine and the co-located fleet give an
+embarrassingly parallel client at that moment; probe's ratio is printed beside it. Odd repeats
+run each pair in reverse order (ABBA), so a machine whose speed drifts favours neither side.
 With `--extrapolate N2` it also prints the model
 time(N2) = max(bound(N2), N2 * cpu_per_endpoint / cores_used).
 
@@ -563,7 +569,9 @@ def main() -> None:
         with serve_fleets(args.endpoints, args.hosts, args.latency_ms, workdir) as (d, pids):
             fleet_start = time.perf_counter() - t0
             for r in range(args.repeats):
-                for w in workers:
+                # ABBA: odd repeats run the counts in reverse, so a machine whose speed drifts
+                # during the series does not favour one side of every pair.
+                for w in workers if r % 2 == 0 else workers[::-1]:
                     label = f"n{args.endpoints}-w{w}-r{r}"
                     row = crawl(d, pids, workdir, settings, w, label)
                     sent = sum(row["store"].get("requests", {}).values())
@@ -575,7 +583,7 @@ def main() -> None:
                     if args.json:
                         print(json.dumps(row), flush=True)
                 if not args.no_peer and len(workers) > 1:
-                    for c in (1, max(workers)):
+                    for c in (1, max(workers)) if r % 2 == 0 else (max(workers), 1):
                         peer = peer_crawl(d, pids, workdir, settings, c, f"peer-c{c}-r{r}")
                         peers.append(peer)
                         if args.json:
