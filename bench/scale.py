@@ -43,6 +43,7 @@ capped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -120,9 +121,13 @@ def politeness_bound(
 
 @contextmanager
 def serve_fleets(
-    endpoints: int, hosts: int, latency_ms: float, workdir: Path
+    endpoints: int, hosts: int, latency_ms: float, workdir: Path, record: bool = False
 ) -> Iterator[tuple[Path, list[int]]]:
-    """Start the fleet processes; yields the merged directory file and the fleets' pids."""
+    """Start the fleet processes; yields the merged directory file and the fleets' pids.
+
+    `record`: each keeps its answers and writes them to workdir/fleet-K.pickle when stopped
+    (bench/replay_fleet.py serves them again).
+    """
     configs = fleet_configs(endpoints, hosts, latency_ms)
     processes: list[subprocess.Popen[bytes]] = []
     outs: list[Path] = []
@@ -143,6 +148,7 @@ def serve_fleets(
                         str(FIRST_SUBNET + k),
                         "--directory-out",
                         str(out),
+                        *(["--record", str(workdir / f"fleet-{k}.pickle")] if record else []),
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
@@ -169,6 +175,41 @@ def serve_fleets(
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+@contextmanager
+def replay_fleets(fleet_pids: list[int], workdir: Path) -> Iterator[tuple[list[int], list[Path]]]:
+    """Stop the recording fleet processes and serve their answers again from
+    bench/replay_fleet.py on the same addresses and port; yields the replay processes' pids and
+    the files their 404 counts are written to when they stop."""
+    for pid in fleet_pids:
+        os.kill(pid, signal.SIGTERM)
+    recordings = [workdir / f"fleet-{k}.pickle" for k in range(len(fleet_pids))]
+    deadline = time.monotonic() + 120
+    while not all(r.exists() for r in recordings):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the fleet processes did not write their recordings")
+        time.sleep(0.1)
+    processes: list[subprocess.Popen[bytes]] = []
+    misses = [workdir / f"replay-{k}.misses.json" for k in range(len(recordings))]
+    try:
+        for recording, out in zip(recordings, misses, strict=True):
+            process = subprocess.Popen(
+                [PYTHON, str(ROOT / "bench" / "replay_fleet.py"), "--recording", str(recording),
+                 "--misses-out", str(out)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            )  # fmt: skip
+            processes.append(process)
+            assert process.stdout is not None
+            if process.stdout.readline().strip() != b"ready":
+                raise RuntimeError(f"a replay did not start: {process.communicate()[1][-2000:]!r}")
+        yield [p.pid for p in processes], misses
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in processes:
+            p.wait(timeout=30)
 
 
 def merge_directories(outs: list[Path], workdir: Path) -> Path:
@@ -536,6 +577,12 @@ def main() -> None:
         help="time the migration of the empty database too (before: `probe db upgrade` first)",
     )
     parser.add_argument(
+        "--replay",
+        action="store_true",
+        help="record the fleet's answers in one untimed crawl, then serve them again from "
+        "bench/replay_fleet.py (a fraction of the fleet's CPU) for the timed crawls",
+    )
+    parser.add_argument(
         "--no-peer",
         action="store_true",
         help="skip the peer (bare-httpx processes, 1 and 2 at once) after each repeat's crawls",
@@ -566,8 +613,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="probe-bench-scale-") as tmp:
         workdir = Path(tmp)
         t0 = time.perf_counter()
-        with serve_fleets(args.endpoints, args.hosts, args.latency_ms, workdir) as (d, pids):
+        with contextlib.ExitStack() as stack:
+            d, pids = stack.enter_context(
+                serve_fleets(args.endpoints, args.hosts, args.latency_ms, workdir, args.replay)
+            )
             fleet_start = time.perf_counter() - t0
+            misses: list[Path] = []
+            if args.replay:
+                if args.latency_ms > 0:
+                    parser.error("--replay serves without delay: use it with --latency-ms 0")
+                warm = crawl(d, pids, workdir, settings, 1, "record")
+                print(f"- recording crawl: {json.dumps(warm['store'])}", flush=True)
+                recorded = warm["store"]
+                pids, misses = stack.enter_context(replay_fleets(pids, workdir))
             for r in range(args.repeats):
                 # ABBA: odd repeats run the counts in reverse, so a machine whose speed drifts
                 # during the series does not favour one side of every pair.
@@ -589,6 +647,14 @@ def main() -> None:
                         if args.json:
                             print(json.dumps(peer), flush=True)
             fleet_rss = [round(vm_hwm_mib(p) or 0) for p in pids]
+        if args.replay:
+            missed = sum(json.loads(m.read_text())["misses"] for m in misses)
+            same = all(row["store"]["requests"] == recorded["requests"] for row in rows)
+            print(
+                f"- replay: {missed} requests not in the recording (404); every crawl's "
+                f"requests by status {'equal' if same else 'DIFFER from'} the recording crawl's",
+                flush=True,
+            )
     load_after = loadavg()
     if args.json:
         return
