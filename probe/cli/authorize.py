@@ -127,8 +127,6 @@ def authorize_command(
     from probe.authorize.session import AuthorizeOptions, AuthorizeSetupError, run_attempt
     from probe.directory.secrets import SecretError, SecretSource, TokenStore
 
-    if not interactive and chromium_path() is None:
-        fail("chromium is not installed: apt-get install chromium")
     recipe = None
     if login_recipe is not None:
         try:
@@ -142,6 +140,10 @@ def authorize_command(
         if username is None or password is None:
             fail("give both --username-env and --password-env")
         credentials = Credentials(username, password)
+    # The machine after the user's own input: a wrong option or an unset variable is named
+    # whether or not this machine has a browser yet.
+    if not interactive and chromium_path() is None:
+        fail("chromium is not installed: apt-get install chromium")
     options = AuthorizeOptions(
         base_url=url,
         client_id=client_id,

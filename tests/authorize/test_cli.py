@@ -63,7 +63,8 @@ def run_cli(tmp_path: Path, runs: dict[str, list[str]]) -> dict[str, Any]:
     return out
 
 
-def test_authorized_declined_and_saved(tmp_path: Path) -> None:
+def test_authorized_declined_and_saved(tmp_path: Path, chromium: str) -> None:
+    # `chromium` installs Debian's browser first on a fresh machine (tests/authorize/conftest.py).
     db = f"sqlite:///{tmp_path / 'probe.db'}"
     tokens = tmp_path / "tokens.yaml"
     out = run_cli(
@@ -126,6 +127,11 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
             "bad format": await probe_cli(
                 [*base, port, "--interactive", "--format", "xml"], {}, tmp_path
             ),
+            "no browser": await probe_cli(
+                [*base, port, "--username-env", "SET_U", "--password-env", "SET_P"],
+                {"SET_U": "member", "SET_P": "pw", "PATH": str(tmp_path / "empty")},
+                tmp_path,
+            ),
         }
 
     results = anyio.run(go)
@@ -134,6 +140,9 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
         assert "Traceback" not in stderr, name
     assert results["no login"][2].strip().count("\n") == 0
     assert "NOPE_U is not set" in results["unset env"][2]
+    # Only once the user's input is right does the machine's missing browser come up.
+    assert "chromium is not installed" in results["no browser"][2]
+    assert "chromium" not in results["unset env"][2] + results["bad recipe"][2]
     assert f"{recipe}:2:" in results["bad recipe"][2] and "hunter2" not in results["bad recipe"][2]
 
 
