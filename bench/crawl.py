@@ -105,7 +105,7 @@ def child(directory: str, database: str, sync: bool, settings: dict[str, Any]) -
             import cProfile
 
             profiler = cProfile.Profile()
-            summary = profiler.runcall(anyio.run, go, backend_options=backend_options)
+            summary = profiler.runcall(lambda: anyio.run(go, backend_options=backend_options))
             profiler.dump_stats(profile)
         else:
             summary = anyio.run(go, backend_options=backend_options)
