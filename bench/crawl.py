@@ -21,6 +21,7 @@ Figures go to stdout (markdown with --markdown) for bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -165,20 +166,24 @@ def ceiling_child(directory: str, settings: dict[str, Any]) -> None:
         host_limits = httpx.Limits(max_connections=per_host, max_keepalive_connections=per_host)
         pools: dict[str, httpx.AsyncClient] = {}
 
-        def pool_for(client: httpx.AsyncClient, url: str) -> httpx.AsyncClient:
-            if not per_host:
-                return client
-            host = url.split("/", 3)[2]
-            if host not in pools:
-                pools[host] = httpx.AsyncClient(limits=host_limits, timeout=timeout)
-            return pools[host]
+        async with contextlib.AsyncExitStack() as stack:
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(limits=limits, timeout=timeout)
+            )
 
-        async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+            def pool_for(url: str) -> httpx.AsyncClient:
+                if not per_host:
+                    return client
+                host = url.split("/", 3)[2]
+                if host not in pools:
+                    pools[host] = httpx.AsyncClient(limits=host_limits, timeout=timeout)
+                    stack.push_async_callback(pools[host].aclose)
+                return pools[host]
 
             async def get(url: str, accept: str) -> None:
                 nonlocal requests, parsed
                 try:
-                    response = await pool_for(client, url).get(url, headers={"Accept": accept})
+                    response = await pool_for(url).get(url, headers={"Accept": accept})
                 except httpx.HTTPError:
                     return
                 requests += 1
@@ -195,8 +200,6 @@ def ceiling_child(directory: str, settings: dict[str, Any]) -> None:
                     )
 
             await asyncio.gather(*(endpoint(b) for b in bases))
-            for pool in pools.values():
-                await pool.aclose()
 
     wall0, cpu0 = time.perf_counter(), time.process_time()
     asyncio.run(go())

@@ -29,15 +29,14 @@ import httptools
 NOT_FOUND = (
     b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 9\r\n\r\nNot Found"
 )
-Key = tuple[str, bytes, bytes, bytes]
+Key = tuple[bytes, bytes, bytes]  # method, target, Accept (one table per address)
 
 
 class Replay(asyncio.Protocol):
     """One client connection: each request answered from the table, in order."""
 
-    def __init__(self, table: dict[Key, bytes], address: str, misses: list[int]) -> None:
+    def __init__(self, table: dict[Key, bytes], misses: list[int]) -> None:
         self.table = table
-        self.address = address
         self.misses = misses
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
@@ -73,7 +72,7 @@ class Replay(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         """Write the recorded answer (or a 404, counted)."""
-        key = (self.address, self.parser.get_method(), self.url, self.accept)
+        key = (self.parser.get_method(), self.url, self.accept)
         answer = self.table.get(key)
         if answer is None:
             self.misses[0] += 1
@@ -88,8 +87,8 @@ async def serve(data: dict[str, Any]) -> int:
     """Listen on every address of the recording at its port until a signal; the misses."""
     port: int = data["port"]
     by_address: dict[str, dict[Key, bytes]] = {}
-    for key, answer in data["answers"].items():
-        by_address.setdefault(key[0], {})[key] = answer
+    for (address, *key), answer in data["answers"].items():
+        by_address.setdefault(address, {})[tuple(key)] = answer
     loop = asyncio.get_running_loop()
     misses = [0]
     servers = []
@@ -99,7 +98,7 @@ async def serve(data: dict[str, Any]) -> int:
         sock.bind((address, port))
         servers.append(
             await loop.create_server(
-                functools.partial(Replay, table, address, misses), sock=sock, backlog=1024
+                functools.partial(Replay, table, misses), sock=sock, backlog=1024
             )
         )
     stop = asyncio.Event()

@@ -443,7 +443,7 @@ def crawl(
     }
 
 
-def host_shares(directory: Path, parts: int, workdir: Path, label: str) -> list[Path]:
+def host_shares(directory: Path, parts: int, workdir: Path) -> list[Path]:
     """The directory split into `parts` files by host (whole hosts, balanced by endpoints)."""
     data = yaml.load(directory.read_text(), Loader=yaml.CSafeLoader)
     by_host: dict[str, list[Any]] = {}
@@ -455,26 +455,24 @@ def host_shares(directory: Path, parts: int, workdir: Path, label: str) -> list[
         min(shares, key=len).extend(by_host[host])
     files = []
     for i, share in enumerate(shares):
-        out = workdir / f"{label}-share{i}.yaml"
+        out = workdir / f"share{i}-of-{parts}.yaml"
         out.write_text(yaml.dump({"payers": share}, Dumper=yaml.CSafeDumper, width=1000))
         files.append(out)
     return files
 
 
 def peer_crawl(
-    directory: Path,
+    shares: list[Path],
     fleet_pids: list[int],
-    workdir: Path,
     settings: dict[str, Any],
-    clients: int,
     label: str,
 ) -> dict[str, Any]:
-    """The peer beside probe: `clients` processes of a bare-httpx client at once (bench/crawl.py's
-    ceiling: the same discovery GETs, no checks, no store, no politeness), each on its share of
-    the hosts. What the machine and the co-located fleet give an embarrassingly parallel client
-    going from one process to two: the ceiling of probe's own 2 / 1 ratio on this machine, now.
+    """The peer beside probe: one process of a bare-httpx client per directory in `shares`, at
+    once (bench/crawl.py's ceiling: the same discovery GETs, no checks, no store, no
+    politeness), each on its share of the hosts. What the machine and the co-located fleet give
+    an embarrassingly parallel client going from one process to two: the ceiling of probe's own
+    2 / 1 ratio on this machine, now.
     """
-    shares = host_shares(directory, clients, workdir, label)
     child = {
         "concurrency": settings["concurrency"] or 64,
         "total_requests": settings["total_requests"],
@@ -489,7 +487,6 @@ def peer_crawl(
             [*command, str(share), "-", "0", json.dumps(child)],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            cwd=workdir,
         )
         for share in shares
     ]
@@ -504,7 +501,7 @@ def peer_crawl(
     done = sum(int(o["endpoints"]) for o in outs)
     return {
         "label": label,
-        "clients": clients,
+        "clients": len(shares),
         "wall_s": wall,
         "done": done,
         "requests": sum(int(o["requests"]) for o in outs),
@@ -593,6 +590,8 @@ def main() -> None:
         return
     args = parser.parse_args()
     workers = [int(w) for w in args.workers.split(",")]
+    if args.replay and args.latency_ms > 0:
+        parser.error("--replay serves without delay: use it with --latency-ms 0")
     settings = {
         "db": args.db,
         "concurrency": args.concurrency,
@@ -619,9 +618,8 @@ def main() -> None:
             )
             fleet_start = time.perf_counter() - t0
             misses: list[Path] = []
+            shares: dict[int, list[Path]] = {}  # the peer's directories, by process count
             if args.replay:
-                if args.latency_ms > 0:
-                    parser.error("--replay serves without delay: use it with --latency-ms 0")
                 warm = crawl(d, pids, workdir, settings, 1, "record")
                 print(f"- recording crawl: {json.dumps(warm['store'])}", flush=True)
                 recorded = warm["store"]
@@ -632,6 +630,7 @@ def main() -> None:
                 for w in workers if r % 2 == 0 else workers[::-1]:
                     label = f"n{args.endpoints}-w{w}-r{r}"
                     row = crawl(d, pids, workdir, settings, w, label)
+                    row["repeat"] = r
                     sent = sum(row["store"].get("requests", {}).values())
                     row["requests_per_endpoint"] = sent / max(row["done"], 1)
                     row["bound_s"] = politeness_bound(
@@ -641,8 +640,11 @@ def main() -> None:
                     if args.json:
                         print(json.dumps(row), flush=True)
                 if not args.no_peer and len(workers) > 1:
+                    if not shares:
+                        shares = {1: [d], max(workers): host_shares(d, max(workers), workdir)}
                     for c in (1, max(workers)) if r % 2 == 0 else (max(workers), 1):
-                        peer = peer_crawl(d, pids, workdir, settings, c, f"peer-c{c}-r{r}")
+                        peer = peer_crawl(shares[c], pids, settings, f"peer-c{c}-r{r}")
+                        peer["repeat"] = r
                         peers.append(peer)
                         if args.json:
                             print(json.dumps(peer), flush=True)
@@ -763,9 +765,9 @@ def report_peer(rows: list[dict[str, Any]], peers: list[dict[str, Any]]) -> None
 def pair_ratios(rows: list[dict[str, Any]], peers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per repeat: probe's wall(1 worker) / wall(most workers), and the peer's the same way."""
     out = []
-    for r in sorted({int(row["label"].rsplit("-r", 1)[1]) for row in rows}):
-        mine = [row for row in rows if row["label"].endswith(f"-r{r}")]
-        theirs = [p for p in peers if p["label"].endswith(f"-r{r}")]
+    for r in sorted({row["repeat"] for row in rows}):
+        mine = [row for row in rows if row["repeat"] == r]
+        theirs = [p for p in peers if p["repeat"] == r]
         if len(mine) < 2 or len(theirs) < 2:
             continue
         one = min(mine, key=lambda row: row["workers"])
