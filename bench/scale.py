@@ -387,6 +387,7 @@ def crawl(
     peaks: dict[int, float] = {}
     cpu_seen: dict[int, float] = {}  # last utime+stime of each probe process (killed ones too)
     capped = False
+    samples: list[tuple[float, float]] = []  # (seconds since start, probe CPU seconds so far)
     t0 = time.perf_counter()
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=workdir)
@@ -396,6 +397,7 @@ def crawl(
                 if hwm is not None:
                     peaks[pid] = max(peaks.get(pid, 0.0), hwm)
                     cpu_seen[pid] = max(cpu_seen.get(pid, 0.0), proc_cpu_s(pid))
+            samples.append((time.perf_counter() - t0, sum(cpu_seen.values())))
             if time.perf_counter() - t0 > settings["cap"]:
                 capped = True
                 process.send_signal(signal.SIGINT)
@@ -440,7 +442,20 @@ def crawl(
         "others_cores": max(0.0, machine - cpu - fleet_cpu) / wall,
         "store": store,
         "log_tail": tail,
+        "timeline": timeline(samples, wall, cpu),
     }
+
+
+def timeline(samples: list[tuple[float, float]], wall: float, cpu: float) -> list[float]:
+    """Probe's cores in use over each tenth of the crawl's wall time (from the polls)."""
+    points = [(0.0, 0.0), *samples, (wall, cpu)]
+    out = []
+    for i in range(10):
+        lo, hi = wall * i / 10, wall * (i + 1) / 10
+        before = max((p for p in points if p[0] <= lo), key=lambda p: p[0])
+        after = min((p for p in points if p[0] >= hi), key=lambda p: p[0])
+        out.append(round((after[1] - before[1]) / max(after[0] - before[0], 1e-9), 2))
+    return out
 
 
 def host_shares(directory: Path, parts: int, workdir: Path) -> list[Path]:
@@ -721,6 +736,7 @@ def report(
         print("| " + " | ".join(str(c) for c in cells) + " |")
     for r in rows:
         print(f"\n- {r['label']}: store {json.dumps(r['store'])}")
+        print(f"  probe cores by tenth of the wall time: {r['timeline']}")
     n2, h2 = args.extrapolate, args.extrapolate_hosts
     bound2 = politeness_bound(host_endpoints(n2, h2), latency, args.rate, args.per_host, rpe)
     for r in rows:

@@ -140,12 +140,6 @@ def run_command(
     ] = _CRAWL_DEFAULTS.store_down_limit,
 ) -> None:
     """Crawl every endpoint of a directory into the store (the nightly job), then detect drift."""
-    import contextlib
-
-    import anyio
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from probe.cli.malloc import limit_malloc_arenas
     from probe.cli.run_workers import (
         PoolReporter,
         WorkerPool,
@@ -153,6 +147,23 @@ def run_command(
         pooled_line,
         wait_for_run_id,
     )
+
+    err = Console(stderr=True)
+    if (join is not None or join_pipe) and (resume or workers > 1):
+        err.print("error: --join cannot be combined with --resume or --workers", markup=False)
+        raise typer.Exit(2)
+    # The other workers start before this process's own imports: they import and load the
+    # directory while this process does the same and registers the run. When this process
+    # finds an option or the directory wrong it reports, and they exit without a word.
+    pool = WorkerPool(ctx, workers if not dry_run else 1)
+    pool.spawn()
+
+    import contextlib
+
+    import anyio
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from probe.cli.malloc import limit_malloc_arenas
     from probe.crawl.crawler import crawl, in_shard, parse_shard, unknown_names
     from probe.crawl.options import CrawlOptions
     from probe.directory.lean import load_lean_directory, select_refs
@@ -166,27 +177,20 @@ def run_command(
     from probe.sync.limits import SyncLimits
 
     limit_malloc_arenas()  # before any thread starts: memory flat in the directory's size
-    err = Console(stderr=True)
-    try:  # drift options (docs/drift.md)
-        webhook = validate_webhook_url(notify_webhook) if notify_webhook else None
-        shard_spec = parse_shard(shard) if shard else None
-    except ValueError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(2) from None
-    if (join is not None or join_pipe) and (resume or workers > 1):
-        err.print("error: --join cannot be combined with --resume or --workers", markup=False)
-        raise typer.Exit(2)
-    pool = WorkerPool(ctx, workers if not dry_run else 1)
-    pool.spawn()  # they load the directory while this process loads it and registers the run
 
     def refuse(lines: list[object], highlight: bool | None = None) -> NoReturn:
         if join_pipe and wait_for_run_id() is None:
             raise typer.Exit(0)  # worker 1 read the same file and reports
         for text in lines:
-            err.print(text, highlight=highlight)
+            err.print(text, highlight=highlight, markup=False)
         raise typer.Exit(2)
 
     try:
+        try:  # drift options (docs/drift.md)
+            webhook = validate_webhook_url(notify_webhook) if notify_webhook else None
+            shard_spec = parse_shard(shard) if shard else None
+        except ValueError as exc:
+            refuse([f"error: {exc}"])
         try:
             directory = load_lean_directory(directory_file)  # held small: probe.directory.lean
         except DirectoryError as exc:
