@@ -230,6 +230,10 @@ class ClaimingSource:
         return sum(held.lanes for held in self._held.values() if not held.lost)
 
     def _claim(self) -> HostClaim | None:
+        with self.writer.between_flushes():
+            return self._claim_now()
+
+    def _claim_now(self) -> HostClaim | None:
         return claim_host(
             self.store.engine,
             self.run_id,
@@ -412,6 +416,10 @@ class ClaimingSource:
     def _release(self, host: str, held: _Held) -> bool:
         """Hand `host` back (in a worker thread: the pace was read on the loop)."""
         pace = max(held.pace, self.host_interval)
+        with self.writer.between_flushes():
+            return self._release_now(host, held, pace)
+
+    def _release_now(self, host: str, held: _Held, pace: float) -> bool:
         return release_host(
             self.store.engine,
             self.run_id,
@@ -424,6 +432,10 @@ class ClaimingSource:
 
     def _extend(self, host: str, held: _Held) -> HostClaim | None:
         """The next slice of a held host while the run has other hosts free (worker thread)."""
+        with self.writer.between_flushes():
+            return self._extend_now(host, held)
+
+    def _extend_now(self, host: str, held: _Held) -> HostClaim | None:
         return extend_claim(
             self.store.engine,
             self.run_id,
@@ -437,7 +449,10 @@ class ClaimingSource:
         )
 
     def _renew(self, hosts: list[str]) -> list[str]:
-        return renew_leases(self.store.engine, self.run_id, self.worker, hosts, lease=self.lease)
+        with self.writer.between_flushes():
+            return renew_leases(
+                self.store.engine, self.run_id, self.worker, hosts, lease=self.lease
+            )
 
     def finish(self, *, completed: bool) -> None:
         """After the writer closed: hand back the hosts still held. Done hosts are released;

@@ -19,11 +19,13 @@ and belong in a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -437,6 +439,17 @@ class StoreWriter:
                 self._flush_locked()
             finally:
                 self._flush_lock.release()
+
+    def between_flushes(self) -> AbstractContextManager[object]:
+        """Hold this writer's flushes off while the caller writes to the store itself.
+
+        On SQLite one connection writes at a time: another write of this process (a worker's
+        claim) would otherwise wait for the flush in SQLite's busy loop, waking every few
+        milliseconds. Elsewhere nothing is held (PostgreSQL locks rows, not the database).
+        """
+        if self.engine.dialect.name == "sqlite":
+            return self._flush_lock
+        return contextlib.nullcontext()
 
     def flush(self) -> bool:
         """Write everything buffered now in one transaction; False if it failed (batch kept)."""
