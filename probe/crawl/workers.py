@@ -2,14 +2,12 @@
 
 Every crawl is a worker of its run. It claims a host (see :mod:`probe.store.claims`) with a
 slice of its pending targets, probes them, and claims another while it has room; it renews its
-leases while it works. While the run has other hosts free for any worker to claim, a host's
-next slice is taken as its lanes finish the last one (no hand-back, no wait for the store's
-write between); otherwise the host is handed back once the slice is written: done when nothing
-of it is left, else pending for any worker after the host's politeness interval. Slices shrink
-as the run nears its end (guided by the run's pending targets over every worker's hosts), so
-the workers finish together. Several processes (``probe run --workers N``) or machines
-(``probe run --join RUN``) share one run this way; a worker killed mid-run stops renewing and
-its hosts are taken over by the others.
+leases while it works and hands the host back once the slice is written: done when nothing of
+it is left, else pending for any worker after the host's politeness interval. Slices shrink as
+the run nears its end (guided by the run's pending targets over every worker's hosts), so the
+workers finish together. Several
+processes (``probe run --workers N``) or machines (``probe run --join RUN``) share one run
+this way; a worker killed mid-run stops renewing and its hosts are taken over by the others.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from probe.store.claims import (
     DEFAULT_LEASE,
     HostClaim,
     claim_host,
-    extend_claim,
     queue_state,
     release_host,
     renew_leases,
@@ -87,24 +84,16 @@ class HostPace(Protocol):
 
 @dataclass(slots=True)
 class _Held:
-    #: The targets this claim took (its slices of the host).
+    #: The targets this claim took (its slice of the host).
     claimed: list[int]
     remaining: int
     #: Targets of this host not started yet; `lanes` tasks take them one after another.
     queue: deque[tuple[Target, int]]
-    #: The run-target row of the last target taken: the next slice continues after it.
-    last_row: int = 0
     lanes: int = 0
     scopes: set[anyio.CancelScope] = field(default_factory=set)
     lost: bool = False
     #: The host's pace at this worker when its last target finished (read on the event loop).
     pace: float = 0.0
-    #: False once a slice could not be extended: the host is handed back when it is written.
-    extendable: bool = True
-    #: Set while one lane takes the next slice; the host's other lanes wait for it.
-    extending: anyio.Event | None = None
-    #: True once the hand-back of the host was tried (one lane does it).
-    handed_back: bool = False
 
 
 @dataclass(slots=True)
@@ -113,10 +102,8 @@ class ClaimStats:
 
     #: Distinct hosts this worker held at some point.
     hosts: int = 0
-    #: Claims taken (a slice of a host each), the next slices of held hosts included.
+    #: Claims taken (a slice of a host each).
     slices: int = 0
-    #: Slices taken as the next slice of a host this worker held (no hand-back between).
-    extended: int = 0
     reclaimed: int = 0
     targets: int = 0
     lost: int = 0
@@ -261,35 +248,26 @@ class ClaimingSource:
             await anyio.to_thread.run_sync(
                 clear_target_observations, self.store.engine, self.run_id, claim.started_ids
             )
-        held = self._held[claim.host] = _Held(claimed=[], remaining=0, queue=deque())
-        await self._take_slice(claim, held)
-        if not held.queue:  # nothing to probe here (every target unlisted)
-            with anyio.CancelScope(shield=True):
-                await self._hand_back(claim.host, held)
-            return
-        # Targets of one host probed at once: more would only queue at its politeness gate
-        # (and hold memory): `per_host` lanes each take the host's next target in turn.
-        for _ in range(min(self.per_host, len(held.queue))):
-            held.lanes += 1
-            self._in_flight += 1
-            tg.start_soon(self._lane, claim.host, held, start)
-
-    async def _take_slice(self, claim: HostClaim, held: _Held) -> None:
-        """Queue the targets of a claim (or of the next slice of a held host) on `held`;
-        those this worker's directory does not list are marked failed at once."""
-        held.claimed.extend(claim.endpoint_ids)
-        held.remaining += len(claim.endpoint_ids)
-        held.last_row = max(held.last_row, claim.last_row)
+        queue: deque[tuple[Target, int]] = deque()
         unlisted: list[int] = []
         for endpoint_id in claim.endpoint_ids:
             target = self.by_id.get(endpoint_id)
             if target is None:
                 unlisted.append(endpoint_id)
             else:
-                held.queue.append((target, endpoint_id))
+                queue.append((target, endpoint_id))
+        held = self._held[claim.host] = _Held(
+            claimed=claim.endpoint_ids, remaining=len(claim.endpoint_ids), queue=queue
+        )
         for endpoint_id in unlisted:
             await anyio.to_thread.run_sync(self._not_listed, endpoint_id)
-            held.remaining -= 1
+            await self._target_finished(claim.host, held)
+        # Targets of one host probed at once: more would only queue at its politeness gate
+        # (and hold memory): `per_host` lanes each take the host's next target in turn.
+        for _ in range(min(self.per_host, len(queue))):
+            held.lanes += 1
+            self._in_flight += 1
+            tg.start_soon(self._lane, claim.host, held, start)
 
     async def _lane(
         self,
@@ -298,9 +276,7 @@ class ClaimingSource:
         start: Callable[[Target, int], Awaitable[None]],
     ) -> None:
         try:
-            while not held.lost:
-                if not held.queue and not await self._next_slice(host, held):
-                    break
+            while held.queue and not held.lost:
                 target, endpoint_id = held.queue.popleft()
                 self.stats.targets += 1
                 try:
@@ -311,11 +287,8 @@ class ClaimingSource:
                         finally:
                             held.scopes.discard(scope)
                 finally:
-                    held.remaining -= 1
-            if held.remaining <= 0 and not held.lost and not held.handed_back:
-                # The last target of the host's last slice: hand the host back.
-                with anyio.CancelScope(shield=True):
-                    await self._hand_back(host, held)
+                    with anyio.CancelScope(shield=True):
+                        await self._target_finished(host, held)
         finally:
             held.lanes -= 1
             self._in_flight -= 1
@@ -323,53 +296,27 @@ class ClaimingSource:
                 self._forget(host, held)  # its new holder finishes it
             self._notify()
 
-    async def _next_slice(self, host: str, held: _Held) -> bool:
-        """Refill the empty queue of `held` with the host's next slice; False when there is
-        none (the host is handed back once its last target is written).
-
-        One lane asks the store while the host's other lanes finish their targets and then
-        wait for the answer, so the host's lanes stay busy from one slice to the next.
-        """
-        while not held.queue:
-            if held.extending is not None:
-                await held.extending.wait()
-                continue
-            if not held.extendable or held.lost:
-                return False
-            held.extending = anyio.Event()
-            try:
-                claim = await anyio.to_thread.run_sync(self._extend, host, held)
-            except SQLAlchemyError as exc:  # hand the host back as usual instead
-                log.warning("could not take the next slice of %s: %s", host, exc)
-                claim = None
-            finally:
-                held.extending.set()
-                held.extending = None
-            if claim is None:
-                held.extendable = False
-                return False
-            self.stats.slices += 1
-            self.stats.extended += 1
-            await self._take_slice(claim, held)
-        return True
-
-    async def _hand_back(self, host: str, held: _Held) -> None:
-        """Every target of the claim `held` on `host` finished: hand the host back.
+    async def _target_finished(self, host: str, held: _Held) -> None:
+        """One target of the claim `held` on `host` finished; the last one hands it back.
 
         The claim is the lane's own, not whatever ``_held[host]`` is by now: once a slice is
         handed back, this worker may claim the host again (a new claim) before this coroutine
         resumes, and the old slice's bookkeeping must not touch the new one.
         """
-        held.handed_back = True
-        held.pace = self.pace.host_pace(host) if self.pace is not None else self.host_interval
-        # The targets' final states must be in the database before the host is done.
-        released = False
-        if await anyio.to_thread.run_sync(self.writer.flush):
-            try:
-                released = await anyio.to_thread.run_sync(self._release, host, held)
-            except SQLAlchemyError as exc:  # kept; finish() tries again
-                log.warning("could not hand back %s: %s", host, exc)
-        if released:
+        held.remaining -= 1
+        if held.remaining <= 0:  # the pace the host is handed on at
+            held.pace = self.pace.host_pace(host) if self.pace is not None else self.host_interval
+        if held.remaining <= 0 and not held.lost:
+            # The targets' final states must be in the database before the host is done.
+            released = False
+            if await anyio.to_thread.run_sync(self.writer.flush):
+                try:
+                    released = await anyio.to_thread.run_sync(self._release, host, held)
+                except SQLAlchemyError as exc:  # kept; finish() tries again
+                    log.warning("could not hand back %s: %s", host, exc)
+            if released:
+                self._forget(host, held)
+        elif held.remaining <= 0:
             self._forget(host, held)
         self._notify()
 
@@ -425,27 +372,9 @@ class ClaimingSource:
             self.run_id,
             host,
             self.worker,
-            through_row=held.last_row,
+            claimed=held.claimed,
             not_before=utcnow() + timedelta(seconds=pace),
             pace_s=pace if pace > self.host_interval else None,
-        )
-
-    def _extend(self, host: str, held: _Held) -> HostClaim | None:
-        """The next slice of a held host while the run has other hosts free (worker thread)."""
-        with self.writer.between_flushes():
-            return self._extend_now(host, held)
-
-    def _extend_now(self, host: str, held: _Held) -> HostClaim | None:
-        return extend_claim(
-            self.store.engine,
-            self.run_id,
-            host,
-            self.worker,
-            after_row=held.last_row,
-            lease=self.lease,
-            limit=self.slice_size,
-            hosts_per_worker=max(1, self.window // self.per_host),
-            least=self.per_host,
         )
 
     def _renew(self, hosts: list[str]) -> list[str]:

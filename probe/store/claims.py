@@ -3,11 +3,10 @@
 The unit of work a worker claims is a *host*, not a target: while a worker holds a host it
 alone probes the host's targets, so per-host politeness (rate and requests in flight) is
 enforced by that one process and holds across workers and machines without a shared rate
-limiter. A claim covers a slice of the host's pending targets (`limit`). While other hosts of
-the run are free, the holder takes the host's next slice itself (:func:`extend_claim`);
-otherwise, once the slice is written, the host is handed back (:func:`release_host`) with a
-*not before* moment (the host's next allowed request start), so the rest of a busy host can go
-to whichever worker has room and no worker is left alone with a long tail at the end of a run.
+limiter. A claim covers a slice of the host's pending targets (`limit`); once the slice is
+written the host is handed back (:func:`release_host`) with a *not before* moment (the host's
+next allowed request start), so the rest of a busy host can go to whichever worker has room
+and no worker is left alone with a long tail at the end of a run.
 
 A claim is a lease. A live worker renews its leases (:func:`renew_leases`); a worker that
 dies (SIGKILL, a lost machine) stops renewing, and once its lease expires another worker
@@ -63,9 +62,6 @@ class HostClaim:
     reclaimed: bool
     #: Seconds between request starts the previous holder came to (None: the configured rate).
     pace_s: float | None = None
-    #: The run-target row id of the last target taken: a slice continues after it
-    #: (:func:`extend_claim`) and a hand-back checks the targets up to it.
-    last_row: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +151,16 @@ def claim_host(
             size = limit
             if limit is not None and hosts_per_worker:
                 size = _guided_size(conn, run_id, worker, limit, hosts_per_worker, least)
-            targets = _pending_slice(conn, run_id, host, size)
+            targets = conn.execute(
+                select(RunTargetRow.endpoint_id, RunTargetRow.started_at)
+                .where(
+                    RunTargetRow.run_id == run_id,
+                    RunTargetRow.host == host,
+                    RunTargetRow.status == TargetStatus.PENDING.value,
+                )
+                .order_by(RunTargetRow.id)
+                .limit(size)
+            ).all()
             if not targets:
                 conn.execute(
                     update(RunHostRow)
@@ -173,109 +178,13 @@ def claim_host(
                     claims=RunHostRow.claims + 1,
                 )
             )
-            return _slice_claim(
-                host,
-                targets,
+            return HostClaim(
+                host=host,
+                endpoint_ids=[t.endpoint_id for t in targets],
+                started_ids=[t.endpoint_id for t in targets if t.started_at is not None],
                 reclaimed=status == HostStatus.CLAIMED.value,
                 pace_s=None if pace_ms is None else pace_ms / 1000,
             )
-
-
-def _pending_slice(
-    conn: Connection, run_id: int, host: str, size: int | None, after_row: int = 0
-) -> list[Row[int, int, datetime | None]]:
-    """The first `size` pending targets of `host` after row `after_row` (row id, endpoint id,
-    started at), in row order."""
-    return list(
-        conn.execute(
-            select(RunTargetRow.id, RunTargetRow.endpoint_id, RunTargetRow.started_at)
-            .where(
-                RunTargetRow.run_id == run_id,
-                RunTargetRow.host == host,
-                RunTargetRow.status == TargetStatus.PENDING.value,
-                RunTargetRow.id > after_row,
-            )
-            .order_by(RunTargetRow.id)
-            .limit(size)
-        ).all()
-    )
-
-
-def _slice_claim(
-    host: str,
-    targets: list[Row[int, int, datetime | None]],
-    *,
-    reclaimed: bool,
-    pace_s: float | None,
-) -> HostClaim:
-    return HostClaim(
-        host=host,
-        endpoint_ids=[t.endpoint_id for t in targets],
-        started_ids=[t.endpoint_id for t in targets if t.started_at is not None],
-        reclaimed=reclaimed,
-        pace_s=pace_s,
-        last_row=targets[-1].id,
-    )
-
-
-def extend_claim(
-    engine: Engine,
-    run_id: int,
-    host: str,
-    worker: str,
-    *,
-    after_row: int,
-    lease: timedelta = DEFAULT_LEASE,
-    now: datetime | None = None,
-    limit: int | None = None,
-    hosts_per_worker: int | None = None,
-    least: int = 1,
-) -> HostClaim | None:
-    """The next slice of `host` for `worker`, which holds it and has taken its targets up to
-    row `after_row`, while the run has other hosts free to claim; None when it does not hold
-    the host any more, when nothing of the host is pending after that row, or when no other
-    host is free (then the host is handed back instead, so that any worker with room can
-    share what is left).
-
-    The slice is sized as :func:`claim_host` sizes one and the lease is renewed. Keeping the
-    host saves a hand-back and a claim (and the store write a hand-back must wait for) per
-    slice while the others have hosts of their own to take; the targets taken earlier need
-    not be written yet.
-    """
-    moment = now or utcnow()
-    with engine.begin() as conn:
-        held = select(RunHostRow.id).where(
-            RunHostRow.run_id == run_id,
-            RunHostRow.host == host,
-            RunHostRow.worker == worker[:128],
-            RunHostRow.status == HostStatus.CLAIMED.value,
-        )
-        other_free = (
-            select(RunHostRow.id)
-            .where(
-                RunHostRow.run_id == run_id,
-                RunHostRow.status == HostStatus.PENDING.value,
-                or_(RunHostRow.lease_until.is_(None), RunHostRow.lease_until <= moment),
-            )
-            .limit(1)
-        )
-        if conn.dialect.name == "postgresql":
-            held = held.with_for_update()
-        host_row_id = conn.scalar(held)
-        if host_row_id is None or conn.scalar(other_free) is None:
-            return None
-        size = limit
-        if limit is not None and hosts_per_worker:
-            size = _guided_size(conn, run_id, worker, limit, hosts_per_worker, least)
-        targets = _pending_slice(conn, run_id, host, size, after_row)
-        if not targets:
-            return None
-        conn.execute(
-            update(RunHostRow)
-            .where(RunHostRow.id == host_row_id)
-            .values(lease_until=moment + lease, claims=RunHostRow.claims + 1)
-        )
-        return _slice_claim(host, targets, reclaimed=False, pace_s=None)
 
 
 def _free_host(
@@ -388,13 +297,11 @@ def release_host(
     worker: str,
     *,
     claimed: Collection[int] | None = None,
-    through_row: int | None = None,
     not_before: datetime | None = None,
     pace_s: float | None = None,
 ) -> bool:
-    """Hand back a host `worker` holds once the targets it claimed (`claimed`, or those of
-    the host up to row `through_row`: the slices it took; every target of the host when both
-    are None) are no longer pending: done when nothing of the host is left, else
+    """Hand back a host `worker` holds once the targets it claimed (`claimed`; every target of
+    the host when None) are no longer pending: done when nothing of the host is left, else
     pending again, claimable by any worker from `not_before` on, at the pace `pace_s` (seconds
     between request starts) this worker came to.
 
@@ -407,16 +314,12 @@ def release_host(
         RunTargetRow.status == TargetStatus.PENDING.value,
     )
     with engine.begin() as conn:
-        mine = pending
-        if through_row is not None:
-            mine = and_(pending, RunTargetRow.id <= through_row)
-        elif claimed is not None:
-            mine = and_(pending, RunTargetRow.endpoint_id.in_(claimed))
+        mine = pending if claimed is None else and_(pending, RunTargetRow.endpoint_id.in_(claimed))
         if conn.scalar(select(func.count()).select_from(RunTargetRow).where(mine)):
             return False
         left = (
             int(conn.scalar(select(func.count()).select_from(RunTargetRow).where(pending)) or 0)
-            if through_row is not None or claimed is not None
+            if claimed is not None
             else 0
         )
         values: dict[str, object] = (
