@@ -630,7 +630,8 @@ def main() -> None:
         # As an installed package (pip compiles it) or any run on a machine that writes
         # bytecode has it: without, each worker compiles probe's modules at start (~0.4 s).
         subprocess.run([PYTHON, "-m", "compileall", "-q", str(ROOT / "probe")], check=True)
-        print("- bytecode: probe's modules compiled before the crawls (--no-bytecode: not)")
+        if not args.json:
+            print("- bytecode: probe's modules compiled before the crawls (--no-bytecode: not)")
     load_before = loadavg()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rows: list[dict[str, Any]] = []

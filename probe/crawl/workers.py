@@ -218,18 +218,15 @@ class ClaimingSource:
 
     def _claim(self) -> HostClaim | None:
         with self.writer.between_flushes():
-            return self._claim_now()
-
-    def _claim_now(self) -> HostClaim | None:
-        return claim_host(
-            self.store.engine,
-            self.run_id,
-            self.worker,
-            lease=self.lease,
-            limit=self.slice_size,
-            hosts_per_worker=max(1, self.window // self.per_host),
-            least=self.per_host,
-        )
+            return claim_host(
+                self.store.engine,
+                self.run_id,
+                self.worker,
+                lease=self.lease,
+                limit=self.slice_size,
+                hosts_per_worker=max(1, self.window // self.per_host),
+                least=self.per_host,
+            )
 
     async def _start_host(
         self,
@@ -364,18 +361,15 @@ class ClaimingSource:
         """Hand `host` back (in a worker thread: the pace was read on the loop)."""
         pace = max(held.pace, self.host_interval)
         with self.writer.between_flushes():
-            return self._release_now(host, held, pace)
-
-    def _release_now(self, host: str, held: _Held, pace: float) -> bool:
-        return release_host(
-            self.store.engine,
-            self.run_id,
-            host,
-            self.worker,
-            claimed=held.claimed,
-            not_before=utcnow() + timedelta(seconds=pace),
-            pace_s=pace if pace > self.host_interval else None,
-        )
+            return release_host(
+                self.store.engine,
+                self.run_id,
+                host,
+                self.worker,
+                claimed=held.claimed,
+                not_before=utcnow() + timedelta(seconds=pace),
+                pace_s=pace if pace > self.host_interval else None,
+            )
 
     def _renew(self, hosts: list[str]) -> list[str]:
         with self.writer.between_flushes():

@@ -25,7 +25,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -440,7 +439,7 @@ class StoreWriter:
             finally:
                 self._flush_lock.release()
 
-    def between_flushes(self) -> AbstractContextManager[object]:
+    def between_flushes(self) -> contextlib.AbstractContextManager[object]:
         """Hold this writer's flushes off while the caller writes to the store itself.
 
         On SQLite one connection writes at a time: another write of this process (a worker's
