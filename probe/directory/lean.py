@@ -3,10 +3,15 @@
 `load_directory` builds the whole YAML document, then one pydantic model per payer, endpoint,
 credential and patient: about 19 KiB per endpoint at its peak and 5 KiB retained, which made a
 crawl's memory grow with the directory. `load_lean_directory` reads the same file payer by
-payer (the ``payers`` list is cut into one small YAML document per item, found on libyaml's
-event stream), validates each payer exactly as `load_directory` does, and keeps it as the
-marshalled YAML data (about 0.4 KiB) plus one small `TargetRef` per base URL. A `Payer` model
-is rebuilt only when a crawl reaches one of its targets.
+payer (the ``payers`` list is cut at its items' lines into one small YAML document each),
+validates each payer exactly as `load_directory` does, and keeps it as the marshalled YAML
+data (about 0.4 KiB) plus one small `TargetRef` per base URL. A `Payer` model is rebuilt only
+when a crawl reaches one of its targets.
+
+An item is built from libyaml's nodes directly (PyYAML's constructor was most of the time of
+reading a directory) when nothing in it could nest without bound or needs the constructor's
+own rules; any other item is first checked on its event stream, as a whole file is, and then
+built by the constructor. Both give the same data and refuse the same things.
 
 Any problem (or a layout that cannot be cut, such as a flow-style list) falls back to
 `load_directory`, so errors are reported exactly as before: by file, line and field.
@@ -14,10 +19,12 @@ Any problem (or a layout that cannot be cut, such as a flow-style list) falls ba
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import marshal
 import pickle
+import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,6 +33,7 @@ import yaml
 from pydantic import ValidationError
 
 from probe.directory.schema import (
+    _SECRET_KEYS,
     MAX_YAML_BYTES,
     MAX_YAML_DEPTH,
     Directory,
@@ -35,12 +43,12 @@ from probe.directory.schema import (
     _authorize_needs_refresh_token,
     _compose_and_load,
     _duplicate_keys,
-    _event_line,
     _inline_secrets,
     _LineIndex,
     _Loader,
     load_directory,
     payer_targets,
+    yaml_bound_problem,
 )
 
 #: First byte of a stored payer: marshal (plain YAML data) or pickle (e.g. YAML timestamps).
@@ -189,10 +197,7 @@ def load_lean_directory(path: Path) -> LeanDirectory:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError):
         return _fallback(path)
-    try:
-        cut = _cut(text)  # refuses what yaml_bound_problem refuses, in the same pass
-    except yaml.YAMLError:
-        return _fallback(path)
+    cut = _cut(text)
     if cut is None:
         return _fallback(path)
     lean = _lean_from_cut(text, cut)
@@ -213,80 +218,81 @@ class _Cut(NamedTuple):
     end: int
 
 
-def _line_start(text: str, mark: Any) -> int:
-    """The offset of the start of the line holding a libyaml mark (its index counts characters)."""
-    index = int(mark.index)
-    if index >= len(text):  # the end of a file without a final newline
-        return len(text)
-    return text.rfind("\n", 0, index) + 1
+#: The top-level key of the payers list, on a line of its own (a block list follows).
+_PAYERS_KEY = re.compile(r"^payers[ \t]*:[ \t]*(?:#.*)?$", re.M)
+#: The first line with content (not blank, not a comment) after a position: its indentation.
+_CONTENT_LINE = re.compile(r"^( *)[^ \t\r\n#]", re.M)
+#: Characters that may follow the dash of a block list item.
+_AFTER_DASH = frozenset({" ", "\t", "\n", ""})
 
 
 def _cut(text: str) -> _Cut | None:
-    """Where the top-level block list ``payers`` and each of its items start, from libyaml's
-    event stream (constant memory); None when the layout is not one that can be cut, and
-    wherever :func:`yaml_bound_problem` finds a problem (an alias, nesting deeper than
-    :data:`MAX_YAML_DEPTH`): the whole-document loader then reports it."""
-    loader = _Loader(text)
-    try:
-        depth = 0
-        expect_key = False
-        key: str | None = None
-        key_line = key_start = -1
-        in_payers = False
-        found: _Cut | None = None
-        items: list[int] = []
-        while loader.check_event():
-            event = loader.get_event()
-            if depth > MAX_YAML_DEPTH or isinstance(event, yaml.AliasEvent):
-                return None
-            starts = isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent)
-            ends = isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent)
-            if in_payers:
-                if depth == 2 and ends:  # the end of the payers list
-                    in_payers = False
-                    found = _Cut(key_start, items, _line_start(text, event.start_mark))
-                    depth -= 1
-                    expect_key = True
-                    continue
-                if depth == 2 and (starts or isinstance(event, yaml.ScalarEvent)):
-                    items.append(_line_start(text, event.start_mark))
-                depth += 1 if starts else -1 if ends else 0
-                continue
-            if depth == 1 and expect_key:
-                if isinstance(event, yaml.ScalarEvent):
-                    key, key_line = event.value, _event_line(event)
-                    key_start = _line_start(text, event.start_mark)
-                    expect_key = False
-                    continue
-                if not isinstance(event, yaml.MappingEndEvent):
-                    return None  # a complex key
-            elif depth == 1:  # the value of `key`
-                expect_key = True
-                if key == "payers":
-                    if found is not None or not isinstance(event, yaml.SequenceStartEvent):
-                        return None
-                    if event.flow_style or _event_line(event) == key_line:
-                        return None
-                    in_payers = True
-                    depth += 1
-                    continue
-            if starts:
-                if depth == 0 and not isinstance(event, yaml.MappingStartEvent):
-                    return None
-                depth += 1
-                if depth == 1:
-                    expect_key = True
-            elif ends:
-                depth -= 1
-        return found if found is not None and found.items else None
-    finally:
-        loader.dispose()
+    """Where the top-level block list ``payers`` and each of its items start; None when the
+    file is not laid out that way (the whole-document loader then reads it).
+
+    The items are the lines at the list's indentation that start with a dash; the list ends
+    at the first other line with content at that indentation or less. YAML puts everything
+    else of an item deeper, except inside a quoted scalar: a cut there leaves one item with
+    an unclosed quote, which fails to parse and so sends the file to the whole-document
+    loader.
+    """
+    keys = list(_PAYERS_KEY.finditer(text))
+    if len(keys) != 1:
+        return None
+    first = _CONTENT_LINE.search(text, keys[0].end())
+    if first is None or text[first.end() - 1] != "-":
+        return None
+    if text[first.end() : first.end() + 1] not in _AFTER_DASH:
+        return None
+    indent = len(first.group(1))
+    items = [first.start()]
+    end = len(text)
+    siblings = re.compile(rf"^ {{0,{indent}}}[^ \t\r\n#]", re.M)
+    for hit in siblings.finditer(text, first.end()):
+        dash = hit.end() - hit.start() == indent + 1 and text[hit.end() - 1] == "-"
+        if not (dash and text[hit.end() : hit.end() + 1] in _AFTER_DASH):
+            end = hit.start()
+            break
+        items.append(hit.start())
+    return _Cut(keys[0].start(), items, end)
+
+
+#: An item composed straight away (`_plain_item`) has no alias, no line indented 64 columns
+#: or more, no nested list on one line ("- - x"), no explicit key ("? x") and at most
+#: `_MAX_FLOW_OPENERS` flow collections: its nesting is then bounded before libyaml composes
+#: it (the depth itself is checked on the nodes). Any other item is first checked on its
+#: event stream, as a whole file is (`yaml_bound_problem`).
+_DEEP_LINE = re.compile(r"\n {64}|-[ \t]+-(?:[ \t\n]|$)")
+_MAX_FLOW_OPENERS = 256
+#: What may precede an alias (``*name``) and follow an explicit key's ``?``.
+_BEFORE_ALIAS = frozenset({"", " ", "\t", "\n", "[", "{", ","})
+_AFTER_EXPLICIT_KEY = frozenset({"", " ", "\t", "\n"})
+#: Nesting levels around a payers item: the top-level mapping.
+_ITEM_DEPTH = 1
+_STR, _MAP, _SEQ = (f"tag:yaml.org,2002:{kind}" for kind in ("str", "map", "seq"))
+#: The other scalar types a payers item is built with (the YAML 1.1 core schema's).
+_CORE_SCALARS = frozenset(
+    f"tag:yaml.org,2002:{kind}" for kind in ("int", "bool", "null", "float", "timestamp")
+)
+
+
+class _NotPlain(Exception):
+    """Raised inside `_plain_item` for what it leaves to PyYAML's constructor."""
+
+
+class _Refused(Exception):
+    """Raised inside `_plain_item` for what the whole-document loader reports: nesting past
+    :data:`MAX_YAML_DEPTH`, an inline secret."""
+
+
+#: What `_plain_item` returns for an item it leaves to the checked path (`_checked`).
+_NOT_PLAIN: Any = object()
 
 
 def _lean_from_cut(text: str, cut: _Cut) -> LeanDirectory | None:
     """Validate the top level and every payer on its own; None at the first problem."""
     skeleton = text[: cut.key] + text[cut.end :]
-    top = _checked(skeleton)
+    top = _checked(skeleton, depth=0)
     if not isinstance(top, dict) or "payers" in top:
         return None
     try:
@@ -296,8 +302,11 @@ def _lean_from_cut(text: str, cut: _Cut) -> LeanDirectory | None:
     lean = LeanDirectory(head.version, head.secrets_file)
     names: set[str] = set()
     bounds = [*cut.items, cut.end]
+    unbounded = _unbounded_at(text, cut.items[0], cut.end)
     for start, end in itertools.pairwise(bounds):
-        chunk = _checked(text[start:end])
+        item = text[start:end]
+        bounded = bisect.bisect_left(unbounded, start) == bisect.bisect_left(unbounded, end)
+        chunk = _item_data(item, bounded=bounded)
         if not isinstance(chunk, list) or len(chunk) != 1:
             return None
         data = chunk[0]
@@ -314,16 +323,90 @@ def _lean_from_cut(text: str, cut: _Cut) -> LeanDirectory | None:
     return lean._done()
 
 
-def _checked(text: str) -> Any:
-    """The data of one YAML document when it has no duplicate key and no inline secret;
-    None otherwise (the caller falls back to the whole-document loader for the messages)."""
+def _unbounded_at(text: str, start: int, end: int) -> list[int]:
+    """Where in ``text[start:end]`` something is that `_plain_item` leaves to the checked path
+    (a possible alias or explicit key, a deep or nested line), in order."""
+    hits = [hit.start() for hit in _DEEP_LINE.finditer(text, start, end)]
+    for char, context in (("*", _BEFORE_ALIAS), ("?", _AFTER_EXPLICIT_KEY)):
+        at = text.find(char, start, end)
+        while at != -1:
+            near = text[at - 1 : at] if char == "*" else text[at + 1 : at + 2]
+            if near in context:
+                hits.append(at)
+            at = text.find(char, at + 1, end)
+    return sorted(hits)
+
+
+def _item_data(item: str, *, bounded: bool) -> Any:
+    """One payers item's data (a one-item list); None at a problem. `bounded`: nothing of
+    :func:`_unbounded_at` is in it, so that libyaml may compose it before any check."""
+    data = _NOT_PLAIN
+    if bounded and item.count("[") + item.count("{") <= _MAX_FLOW_OPENERS:
+        data = _plain_item(item)
+    return _checked(item, depth=_ITEM_DEPTH) if data is _NOT_PLAIN else data
+
+
+def _checked(text: str, *, depth: int) -> Any:
+    """The data of one YAML document (`depth` levels inside the file) when it is within the
+    bounds of :func:`yaml_bound_problem` and has no duplicate key and no inline secret; None
+    otherwise (the caller falls back to the whole-document loader for the messages)."""
     try:
+        if yaml_bound_problem(text, "", depth=depth) is not None:
+            return None
         node, data = _compose_and_load(text)
     except yaml.YAMLError:
         return None
     if node is None or _duplicate_keys(node, ()) or _inline_secrets(data):
         return None
     return data
+
+
+def _plain_item(text: str) -> Any:
+    """The data of one payers item (a one-item list) built from libyaml's nodes without
+    PyYAML's constructor (most of the time of reading a directory went there): the same data,
+    and refused where :func:`_checked` refuses. None at a problem, `_NOT_PLAIN` for an item
+    with anything but mappings, lists and scalars of the core schema."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        return _plain(node, _ITEM_DEPTH + 1, loader)
+    except _NotPlain:
+        return _NOT_PLAIN
+    except (_Refused, yaml.YAMLError):
+        return None
+    finally:
+        loader.dispose()
+
+
+def _plain(node: yaml.Node, depth: int, loader: Any) -> Any:
+    """One node's data (`depth`: its nesting level in the file when it is a collection)."""
+    tag = node.tag
+    if isinstance(node, yaml.ScalarNode):
+        if tag == _STR:
+            return node.value
+        if tag in _CORE_SCALARS:
+            return loader.construct_object(node)
+        raise _NotPlain  # a merge key, binary, an unknown tag, ...: the constructor's own
+    if depth > MAX_YAML_DEPTH:
+        raise _Refused
+    if tag == _SEQ and isinstance(node, yaml.SequenceNode):
+        return [_plain(item, depth + 1, loader) for item in node.value]
+    if tag != _MAP or not isinstance(node, yaml.MappingNode):
+        raise _NotPlain  # a set, an ordered map, ...
+    out: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise _NotPlain
+        key = key_node.value if key_node.tag == _STR else _plain(key_node, depth, loader)
+        if key in out:
+            raise _NotPlain  # written twice, or two spellings of one key (1 and true)
+        value = _plain(value_node, depth + 1, loader)
+        if isinstance(key, str) and isinstance(value, str | int) and key.lower() in _SECRET_KEYS:
+            raise _Refused
+        out[key] = value
+    return out
 
 
 def select_refs(

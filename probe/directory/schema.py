@@ -388,19 +388,19 @@ MAX_YAML_BYTES = 20 * 1024 * 1024
 MAX_YAML_DEPTH = 32
 
 
-def yaml_bound_problem(text: str, source: str | Path) -> str | None:
+def yaml_bound_problem(text: str, source: str | Path, *, depth: int = 0) -> str | None:
     """Why `text` may not be built into data, as ``source:line: ...``; None when it may.
 
     Refused before anything is built: a text over :data:`MAX_YAML_BYTES`, any alias (``*name``,
     which is how billion-laughs and self-referencing documents are written; the schemas need
-    none), and nesting deeper than :data:`MAX_YAML_DEPTH`. The check reads the event stream
-    once, in linear time and constant memory; YAML syntax errors are raised as
-    ``yaml.YAMLError`` for the caller to report.
+    none), and nesting deeper than :data:`MAX_YAML_DEPTH` (counting `depth` levels around
+    `text`: a part of a larger document). The check reads the event stream once, in linear
+    time and constant memory; YAML syntax errors are raised as ``yaml.YAMLError`` for the
+    caller to report.
     """
     if len(text) > MAX_YAML_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_YAML_BYTES:
         return f"{source}:1: (top level): {_too_large(len(text.encode('utf-8', 'replace')))}"
     loader = _Loader(text)
-    depth = 0
     try:
         while loader.check_event():
             event = loader.get_event()

@@ -244,3 +244,132 @@ def test_memory_held_is_small_per_payer(tmp_path: Path) -> None:
     assert lean_held * 4 < full_held, (lean_held, full_held)
     assert lean_peak * 4 < full_peak, (lean_peak, full_peak)
     assert lean_held < 2000 * 2048  # under 2 KiB per payer (2 targets each)
+
+
+# -- the fast path: items built from libyaml's nodes without PyYAML's constructor ------------
+
+
+def nested(levels: int) -> str:
+    """An item whose deepest mapping is `levels` deep in the file (top level 1, payers 2)."""
+    body = "".join(f"{' ' * (i + 3)}k{i}:\n" for i in range(levels - 4))
+    return f"- name: x\n  deep:\n{body}{' ' * (levels - 1)}leaf: 1\n"
+
+
+ITEMS = {
+    "plain": "- name: A\n  lives: 12\n  on: yes\n  off: false\n  none: ~\n  ratio: .inf\n",
+    "floats-and-ints": "- a: 0x1f\n  b: 1_000\n  c: 1:30\n  d: -2.5e3\n  e: .nan\n",
+    "timestamps": "- a: 2024-01-01\n  b: 2024-01-01T10:00:00Z\n",
+    "explicit-tags": "- a: !!str 42\n  b: !!int '7'\n  c: !!float '1'\n",
+    "block-scalars": "- a: |\n    line one\n    line two\n  b: >-\n    folded\n    text\n",
+    "quoted": "- a: 'it''s'\n  b: \"tab\\tand \\u00e9\"\n  c: \"multi\n    line\"\n",
+    "flow": "- a: {secret: x.y}\n  b: [1, [2, {c: 3}]]\n",
+    "non-string-keys": "- 1: one\n  true: yes\n  null: nothing\n  2024-01-01: day\n",
+    "star-and-question-in-text": "- scope: patient/*.read launch?x\n  url: https://a.example/x?y=1\n",
+    "depth-at-the-bound": nested(32),
+    "depth-past-the-bound": nested(33),
+    "duplicate-key": "- a: 1\n  b: 2\n  a: 3\n",
+    "duplicate-key-nested": "- a:\n    x: 1\n    x: 1\n",
+    "same-value-other-spelling": "- 1: x\n  01: y\n",
+    "inline-secret": "- credentials:\n    Client_Secret: abc\n",
+    "inline-secret-int": "- token: 1234\n",
+    "inline-secret-bool": "- token: true\n",
+    "secret-reference": "- token: {env: T}\n  refresh_token: null\n  client_secret: 1.5\n",
+    "merge-key": "- a:\n    <<: {b: 1}\n    c: 2\n",
+    "value-key": "- =: 1\n",
+    "set": "- a: !!set {x, y}\n",
+    "omap": "- a: !!omap [x: 1, y: 2]\n",
+    "complex-key": "- ? [a, b]\n  : c\n",
+    "anchor": "- a: &x 1\n  b: 2\n",
+    "alias": "- a: &x 1\n  b: *x\n",
+    "unknown-tag": "- a: !custom 1\n",
+    "binary": "- a: !!binary aGVsbG8=\n",
+    "syntax-error": "- a: [1, 2\n",
+    "two-items": "- a: 1\n- b: 2\n",
+    "scalar-item": "- just text\n",
+}
+
+
+#: Items the fast path leaves to the checked path, and why.
+NOT_PLAIN = {
+    "alias": "an alias is refused on the event stream, before anything is built",
+    "complex-key": "an explicit key",
+    "merge-key": "a key the constructor merges",
+    "value-key": "a key the constructor renames",
+    "set": "a collection of another type",
+    "omap": "a collection of another type",
+    "binary": "a scalar of another type",
+    "unknown-tag": "a tag the constructor refuses",
+    "duplicate-key": "the checked path tells a key written twice from two spellings of one",
+    "duplicate-key-nested": "the same",
+    "same-value-other-spelling": "the same",
+    "non-string-keys": "the same (1 and true are one key)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ITEMS))
+def test_items_are_built_as_the_constructor_builds_them(name: str) -> None:
+    """Each item's data is the checked path's (PyYAML's constructor), and it is refused (None)
+    exactly where that path refuses it; the fast path builds every item but `NOT_PLAIN`."""
+    text = ITEMS[name]
+    checked = lean_module._checked(text, depth=lean_module._ITEM_DEPTH)
+    bounded = not lean_module._unbounded_at(text, 0, len(text))
+    data = lean_module._item_data(text, bounded=bounded)
+    assert data == checked
+    assert repr(data) == repr(checked)  # the same types too (1 is not True, 1.0 not 1)
+    fast = bounded and lean_module._plain_item(text) is not lean_module._NOT_PLAIN
+    assert fast == (name not in NOT_PLAIN)
+    refused = {
+        "depth-past-the-bound",
+        "duplicate-key",
+        "duplicate-key-nested",
+        "inline-secret",
+        "inline-secret-int",
+        "inline-secret-bool",
+        "unknown-tag",
+        "syntax-error",
+        "alias",
+        "complex-key",
+    }
+    assert (checked is None) == (name in refused), (name, checked)
+
+
+CUT_LAYOUTS = {
+    # A line that looks like an item inside a quoted scalar: the cut leaves an unclosed quote.
+    "dash-inside-double-quotes": lambda t: t.replace(
+        "  source: generated 3\n", '  source: "generated\n- name: Payer 3b"\n'
+    ),
+    "dash-inside-single-quotes": lambda t: t.replace(
+        "  source: generated 3\n", "  source: 'generated\n- name: Payer 3b'\n"
+    ),
+    "document-end-marker": lambda t: t + "...\n",
+    "second-document": lambda t: t + "---\nversion: 1\n",
+    "payers-key-twice-in-text": lambda t: t.replace(
+        "  source: generated 2\n", "  source: |\n    payers:\n    text\n"
+    ),
+    "scopes-with-stars": lambda t: t.replace(
+        "  source: generated 2\n", "  source: patient/*.read user/*.* ? x\n"
+    ),
+    "deep-line-in-a-block-scalar": lambda t: t.replace(
+        "  source: generated 2\n", "  source: |\n" + " " * 70 + "far in\n"
+    ),
+    "many-flow-collections": lambda t: t.replace(
+        "  source: generated 2\n", "  source: '" + "[{" * 200 + "'\n"
+    ),
+    "nested-list-on-one-line": lambda t: t.replace(
+        "  source: generated 2\n", "  source: a - - b\n"
+    ),
+    "tab-after-dash": lambda t: t.replace("- name: Payer 2\n", "-\tname: Payer 2\n"),
+    "indented-less-than-items": lambda t: indented(t).replace(
+        "  - name: Payer 3\n", " - name: Payer 3\n"
+    ),
+    "key-after-payers": lambda t: t + "extra_key: 1\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CUT_LAYOUTS))
+def test_cut_layouts_read_as_the_whole_document(tmp_path: Path, name: str) -> None:
+    """Wherever the text cut lands, the result (directory or problems) is the whole-document
+    loader's."""
+    text = CUT_LAYOUTS[name](generated(6))
+    assert text != generated(6)
+    same_as_full(tmp_path, text)
