@@ -237,6 +237,8 @@ def run_command(
             cross_origin_redirects=cross_origin_redirects,
         ),
         sync_limits=SyncLimits(max_pages=max_pages, max_references=max_references),
+        # A worker `--workers` started writes its output nowhere: no table to keep outcomes for.
+        keep_outcomes=0 if join_pipe else _CRAWL_DEFAULTS.keep_outcomes,
         endpoint_deadline=endpoint_deadline,
         breaker_threshold=breaker_threshold,
         store_down_limit=store_down_limit,
@@ -283,6 +285,8 @@ def run_command(
 
             try:
                 summary = anyio.run(go)
+                if workers > 1:  # this worker's table while the others finish their shares
+                    print_outcomes(console, summary)
             finally:
                 pool.finish(err)  # the other workers: awaited, or stopped if this one was
             if workers > 1:
@@ -294,14 +298,8 @@ def run_command(
     except (StoreError, SQLAlchemyError) as exc:
         err.print(f"error: the store failed: {exc}", markup=False)
         raise typer.Exit(EXIT_STORE) from None
-    console.print(fit_columns(summary_table(summary.outcomes), console.width, SUMMARY_DROPS))
-    if summary.probed > len(summary.outcomes):  # the rest is in the store, not in memory
-        console.print(
-            f"(the table lists {len(summary.outcomes)} of {summary.probed} endpoints, those "
-            "with errors and failed required checks first; "
-            "`probe history` and `probe report` read them all from the store)",
-            markup=False,
-        )
+    if workers == 1 and not join_pipe:
+        print_outcomes(console, summary)
     console.print(
         f"run {summary.run_id} {summary.status}: {summary.probed} probed"
         + (f" by this worker ({summary.claims.hosts} hosts)" if join or workers > 1 else "")
@@ -330,3 +328,16 @@ def run_command(
         raise typer.Exit(130)
     if summary.status is RunStatus.FAILED:
         raise typer.Exit(EXIT_STORE)
+
+
+def print_outcomes(console: Console, summary: CrawlSummary) -> None:
+    """The table of this worker's outcomes (those most in need of attention, at most
+    `keep_outcomes`), and how many of its endpoints it leaves out."""
+    console.print(fit_columns(summary_table(summary.outcomes), console.width, SUMMARY_DROPS))
+    if summary.probed > len(summary.outcomes):  # the rest is in the store, not in memory
+        console.print(
+            f"(the table lists {len(summary.outcomes)} of {summary.probed} endpoints, those "
+            "with errors and failed required checks first; "
+            "`probe history` and `probe report` read them all from the store)",
+            markup=False,
+        )

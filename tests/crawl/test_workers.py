@@ -106,8 +106,11 @@ def test_two_workers_store_what_one_worker_stores_and_stay_polite(
     assert done.returncode == 0, done.stderr[-3000:]
     run = kr.latest_run(store_url)
     assert run is not None and run[1] == "completed"
-    # The first worker reports the whole run, from the store.
+    # The first worker reports the whole run, from the store, after the table of its own
+    # endpoints (printed while the other worker finishes; that one's output goes nowhere).
     assert f"run {run[0]} as a whole: 16 endpoints (16 done); 2 workers took" in done.stdout
+    assert done.stdout.count("crawl summary") == 1
+    assert done.stdout.index("crawl summary") < done.stdout.index(f"run {run[0]} completed")
     assert kr.differences(expected, kr.stored_results(store_url, run[0])) == []
     hosts = _hosts(store_url, run[0])
     assert len(hosts) == 8 and all(status == "done" for _, status, _, _ in hosts)
