@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -499,7 +501,7 @@ class StoreWriter:
         if self._preparer is None:
             self._preparer = _SqlitePreparer(self.engine.dialect)
         try:
-            return self._preparer.prepare(batch)
+            return self._preparer.prepare(batch, self.run_id)
         except Exception:  # the plain path raises it where it always did
             return None
 
@@ -659,19 +661,48 @@ def _distinct_bodies(sightings: list[Row]) -> dict[tuple[str, str], Row]:
 
 @dataclass(frozen=True, slots=True)
 class _DriverRows:
-    """One statement as the driver takes it: SQL text and each row's converted parameters."""
+    """One group of rows as the driver takes it: multi-row statements, each with its flat
+    converted parameters, and how many rows they hold in all."""
 
-    sql: str
-    params: list[tuple[Any, ...]]
+    statements: list[tuple[str, tuple[Any, ...]]]
+    rows: int
 
 
 #: The SQLite statements a batch is prepared into: group name -> (table, statement).
 _SQLITE_STATEMENTS: dict[str, tuple[type[Any], Callable[[], Any]]] = {
     "bodies": (DocumentRow, lambda: _bodies_insert(sqlite_insert(DocumentRow))),
     "checks": (CheckResultRow, lambda: _checks_upsert(sqlite_insert(CheckResultRow))),
+    "requests": (HttpRequestRow, lambda: insert(HttpRequestRow)),
     "sync_jobs": (SyncJobRow, lambda: insert(SyncJobRow)),
     "targets": (RunTargetRow, lambda: _targets_upsert(sqlite_insert(RunTargetRow))),
 }
+
+#: Rows one prepared statement carries at most. The driver gives the GIL away and takes it
+#: back for every statement it steps (every row of an executemany): with the crawl's event loop
+#: holding the GIL between its socket calls, a flush of 50,000 rows one by one spent 85 % of its
+#: transaction waiting for the GIL, holding SQLite's write lock all the while.
+_ROWS_PER_STATEMENT = 512
+
+#: Bound parameters one SQLite statement may take (SQLITE_MAX_VARIABLE_NUMBER; 999 before 3.32).
+_SQLITE_MAX_VARIABLES = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+
+#: The VALUES group of a compiled single-row INSERT, to repeat for several rows.
+_VALUES_GROUP = re.compile(r"\bVALUES (\(\?(?:, \?)*\))")
+
+
+def _chunk_sizes(total: int, columns: int) -> list[int]:
+    """Rows per statement for `total` rows of `columns` values: powers of two, largest first,
+    so that a handful of statement texts (each parsed once per connection) serve any batch."""
+    most = max(1, min(_ROWS_PER_STATEMENT, _SQLITE_MAX_VARIABLES // max(columns, 1)))
+    top = 1 << (most.bit_length() - 1)
+    sizes: list[int] = []
+    while total:
+        size = top
+        while size > total:
+            size >>= 1
+        sizes.append(size)
+        total -= size
+    return sizes
 
 
 class _SqlitePreparer:
@@ -679,26 +710,31 @@ class _SqlitePreparer:
 
     On SQLite every write transaction holds the one database-wide write lock that the other
     workers' claims and flushes wait for. Converting the rows (JSON evidence and bodies,
-    timestamps) and SQLAlchemy's per-row parameter handling used to happen inside it, on a
-    thread that shares the GIL with the crawl's busy event loop; prepared here, the
-    transaction only runs the driver's executemany. Values are converted by each column's own
-    type (`bind_processor`), exactly as SQLAlchemy would convert them.
+    timestamps) and SQLAlchemy's per-row parameter handling happen here, before it; rows go
+    several hundred to a statement (``INSERT ... VALUES (...), (...)``), so the transaction's
+    thread steps a few statements instead of one per row. Values are converted by each
+    column's own type (`bind_processor`), exactly as SQLAlchemy would convert them.
     """
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._compiled: dict[tuple[str, tuple[str, ...]], tuple[str, list[Any]]] = {}
+        self._texts: dict[tuple[str, int], str] = {}
 
-    def prepare(self, batch: _Buffer) -> dict[str, _DriverRows]:
-        """The batch's bodies, checks, sync jobs and targets as driver statements (requests,
-        a few rows per endpoint without JSON, go through :func:`bulk_insert` as elsewhere)."""
+    def prepare(self, batch: _Buffer, run_id: int) -> dict[str, _DriverRows]:
+        """The batch's rows of every kind as driver statements, document sightings included
+        (matched to their bodies' ids by the statement itself)."""
         groups: dict[str, list[Row]] = {
             "bodies": list(_distinct_bodies(batch.documents).values()),
             "checks": list(batch.checks.values()),
+            "requests": batch.requests,
             "sync_jobs": batch.sync_jobs,
             "targets": list(batch.targets.values()),
         }
-        return {name: self._rows(name, rows) for name, rows in groups.items() if rows}
+        out = {name: self._rows(name, rows) for name, rows in groups.items() if rows}
+        if batch.documents:
+            out["sightings"] = self._sightings(batch.documents, run_id)
+        return out
 
     def _rows(self, group: str, rows: list[Row]) -> _DriverRows:
         keys = tuple(rows[0])
@@ -712,13 +748,16 @@ class _SqlitePreparer:
             names = list(statement.positiontup or [])
             if sorted(names) != sorted(keys):
                 raise ValueError(f"{group}: unexpected parameters {names}")
+            sql = str(statement)
+            if len(_VALUES_GROUP.findall(sql)) != 1:
+                raise ValueError(f"{group}: not a single-row INSERT: {sql}")
             columns = table.__table__.c
             processors = [
                 columns[name].type.dialect_impl(self.dialect).bind_processor(self.dialect)
                 for name in names
             ]
             compiled = self._compiled[(group, keys)] = (
-                str(statement),
+                sql,
                 list(zip(names, processors, strict=True)),
             )
         sql, order = compiled
@@ -726,7 +765,62 @@ class _SqlitePreparer:
             tuple(row[name] if process is None else process(row[name]) for name, process in order)
             for row in rows
         ]
-        return _DriverRows(sql, params)
+
+        def text(size: int) -> str:
+            match = _VALUES_GROUP.search(sql)
+            assert match is not None  # checked when compiled
+            groups = ", ".join([match.group(1)] * size)
+            return f"{sql[: match.start(1)]}{groups}{sql[match.end(1) :]}"
+
+        return self._statements((group, keys), params, text)
+
+    def _sightings(self, documents: list[Row], run_id: int) -> _DriverRows:
+        """One sighting per document, endpoint and run, first one first: the statement finds
+        each body's id by its kind and hash (the bodies are written just before it)."""
+        seen: dict[tuple[str, str, int], Row] = {}
+        for s in documents:
+            seen.setdefault((s["kind"], s["content_hash"], s["endpoint_id"]), s)
+        at = DocumentSightingRow.__table__.c.seen_at.type
+        process = at.dialect_impl(self.dialect).bind_processor(self.dialect)
+        params = [
+            (kind, digest, run_id, endpoint_id, process(s["seen_at"]) if process else s["seen_at"])
+            for (kind, digest, endpoint_id), s in seen.items()
+        ]
+        quote = self.dialect.identifier_preparer
+        sightings = quote.format_table(DocumentSightingRow.__table__)
+        documents_table = quote.format_table(DocumentRow.__table__)
+
+        def text(size: int) -> str:
+            values = ", ".join(["(?, ?, ?, ?, ?)"] * size)
+            # table names from the metadata; every value is bound
+            return (
+                f"INSERT INTO {sightings} (document_id, run_id, endpoint_id, seen_at) "  # noqa: S608
+                "SELECT d.id, v.column3, v.column4, v.column5 "
+                f"FROM (VALUES {values}) AS v JOIN {documents_table} AS d "
+                "ON d.kind = v.column1 AND d.content_hash = v.column2 "
+                # WHERE true: SQLite would read ON CONFLICT as the join's constraint otherwise
+                "WHERE true ON CONFLICT (document_id, run_id, endpoint_id) DO NOTHING"
+            )
+
+        return self._statements(("sightings", ()), params, text)
+
+    def _statements(
+        self,
+        key: tuple[str, tuple[str, ...]],
+        params: list[tuple[Any, ...]],
+        text: Callable[[int], str],
+    ) -> _DriverRows:
+        """`params` (one tuple per row) as multi-row statements built by `text(rows)`."""
+        statements: list[tuple[str, tuple[Any, ...]]] = []
+        start = 0
+        for size in _chunk_sizes(len(params), len(params[0]) if params else 1):
+            sql = self._texts.get((f"{key}", size))
+            if sql is None:
+                sql = self._texts[(f"{key}", size)] = text(size)
+            flat = tuple(value for row in params[start : start + size] for value in row)
+            statements.append((sql, flat))
+            start += size
+        return _DriverRows(statements, len(params))
 
 
 def _write(
@@ -741,16 +835,15 @@ def _write(
     """
     if prepared is not None:
         written = 0
-        if "bodies" in prepared:
-            conn.exec_driver_sql(prepared["bodies"].sql, prepared["bodies"].params)
-            written += _write_sightings(conn, run_id, batch.documents)
-        for name in ("checks", "requests", "sync_jobs", "targets"):  # targets last
-            if name == "requests" and batch.requests:  # few rows, and no JSON in them
-                bulk_insert(conn, HttpRequestRow, batch.requests)
-                written += len(batch.requests)
-            elif name in prepared:
-                conn.exec_driver_sql(prepared[name].sql, prepared[name].params)
-                written += len(prepared[name].params)
+        # bodies before their sightings, targets last
+        for name in ("bodies", "sightings", "checks", "requests", "sync_jobs", "targets"):
+            group = prepared.get(name)
+            if group is None:
+                continue
+            for sql, params in group.statements:
+                conn.exec_driver_sql(sql, params)
+            if name != "bodies":
+                written += group.rows
         return written
     written = 0
     if batch.documents:
