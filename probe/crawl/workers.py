@@ -50,6 +50,10 @@ SLICE_PER_LANE = 4
 #: workers hand back are taken within this (a read of the run's few host rows each time).
 POLL_SECONDS = 0.25
 
+#: How often a worker with nothing in flight looks at the queue once nothing is pending (the
+#: other workers finish their last hosts): a read of the run's host counts each time.
+END_POLL_SECONDS = 0.03
+
 #: Marked on a claimed target this worker's directory does not list.
 NOT_IN_DIRECTORY = "not_in_directory: this worker's directory or selection does not list it"
 
@@ -204,8 +208,10 @@ class ClaimingSource:
                 ):
                     break
                 # Others hold the rest: wait for ours to finish, a lease of theirs to expire
-                # or a host handed back to become claimable.
-                wait = self.poll
+                # or a host handed back to become claimable. With nothing pending the run is
+                # ending: look again soon, so that the worker that ends it is not left idle
+                # for a poll after the last host is done.
+                wait = self.poll if state.pending else min(self.poll, END_POLL_SECONDS)
                 if state.pending and state.next_free is not None:
                     soon = (state.next_free - utcnow()).total_seconds()
                     wait = min(wait, max(0.01, soon))

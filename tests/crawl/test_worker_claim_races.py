@@ -8,6 +8,7 @@ whole lease, 60 s by default, at the end of a crawl) and the host was then taken
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -16,8 +17,8 @@ import anyio
 import pytest
 
 import probe.crawl.workers as workers
-from probe.crawl.workers import ClaimingSource, _Held
-from probe.store.claims import register_hosts
+from probe.crawl.workers import END_POLL_SECONDS, ClaimingSource, _Held
+from probe.store.claims import claim_host, queue_state, register_hosts, release_host
 from probe.store.handle import Store
 from probe.store.runs import register_targets
 from probe.store.tables import TargetStatus
@@ -117,3 +118,48 @@ def test_a_renewal_that_saw_the_host_handed_back_leaves_the_new_claim_alone(
         assert new.lost and scope.cancel_called and source.stats.lost == 1
 
     anyio.run(go)
+
+
+def test_a_worker_waiting_on_the_last_host_of_another_sees_the_run_end_soon(
+    store: Store, run: tuple[int, list[int]]
+) -> None:
+    """Nothing pending, another worker finishing the last host: the waiting worker looks
+    again every END_POLL_SECONDS, not every (long) poll, and ends right after that host."""
+    run_id, ids = run
+    other = claim_host(store.engine, run_id, "other-worker")  # takes the host's every target
+    assert other is not None and sorted(other.endpoint_ids) == sorted(ids)
+    writer = store.writer(run_id).start()
+    source = ClaimingSource(
+        store,
+        run_id,
+        {eid: object() for eid in ids},  # type: ignore[misc]  # targets are opaque here
+        writer,
+        window=4,
+        per_host=1,
+        poll=30.0,  # were it used, the test would time out
+    )
+    handed_back: list[float] = []
+
+    def the_other_worker_finishes() -> None:
+        threading.Event().wait(0.3)
+        with store.writer(run_id) as theirs:
+            for eid in ids:
+                theirs.mark_target(eid, TargetStatus.DONE)
+        assert release_host(store.engine, run_id, HOST, "other-worker")
+        handed_back.append(time.monotonic())
+
+    async def go() -> None:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(anyio.to_thread.run_sync, the_other_worker_finishes)
+                await source.run(_never_started)
+
+    anyio.run(go)
+    ended = time.monotonic()
+    assert writer.close()
+    assert handed_back and ended - handed_back[0] < 10 * END_POLL_SECONDS
+    assert queue_state(store.engine, run_id).finished
+
+
+async def _never_started(_target: object, _endpoint_id: int) -> None:
+    raise AssertionError("every target belongs to the other worker")

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import column, inspect, select, text
+from sqlalchemy import column, event, inspect, select, text
 from sqlalchemy import table as table_
 
 from probe.models import CheckResult, CheckSpec, Exchange, ExtractStep, Severity, Status
 from probe.store.engine import open_store
 from probe.store.handle import Store
-from probe.store.writer import StoreWriter
+from probe.store.writer import _SQLITE_MAX_VARIABLES, StoreWriter, _chunk_sizes
 
 SPECS = [
     CheckSpec(f"suite.check_{i}", f"Check {i}", Severity.RECOMMENDED, "spec") for i in range(3)
@@ -89,11 +89,11 @@ def _contents(store: Store) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-def _crawl(path: Path, *, prepared: bool) -> dict[str, list[tuple[Any, ...]]]:
+def _crawl(path: Path, *, prepared: bool, endpoints_n: int = 5) -> dict[str, list[tuple[Any, ...]]]:
     store = open_store(f"sqlite:///{path}")
     try:
         run_id = store.start_run("nightly", {})
-        endpoints = [store.ensure_endpoint(f"https://h{n}.example/r4") for n in range(5)]
+        endpoints = [store.ensure_endpoint(f"https://h{n}.example/r4") for n in range(endpoints_n)]
         writer = StoreWriter(store.engine, run_id)
         used: list[bool] = []
         prepare = writer._prepare
@@ -104,9 +104,10 @@ def _crawl(path: Path, *, prepared: bool) -> dict[str, list[tuple[Any, ...]]]:
             return out
 
         writer._prepare = counted  # type: ignore[method-assign]
-        _observe(writer, endpoints[:3])
+        half = len(endpoints) // 2 + 1
+        _observe(writer, endpoints[:half])
         assert writer.flush()
-        _observe(writer, endpoints[2:])  # re-adds endpoint 3's checks: the upserts replace
+        _observe(writer, endpoints[half - 1 :])  # re-adds an endpoint's checks: upserts replace
         assert writer.flush()
         assert writer.stats().rejected_rows == 0
         assert used == [prepared, prepared]
@@ -120,6 +121,59 @@ def test_prepared_batches_store_exactly_what_the_plain_path_stored(tmp_path: Pat
     fast = _crawl(tmp_path / "fast.db", prepared=True)
     assert all(plain[table] for table in plain)
     assert fast == plain
+
+
+@pytest.mark.parametrize("endpoints_n", [1300])
+def test_batches_past_one_statement_store_what_the_plain_path_stored(
+    tmp_path: Path, endpoints_n: int
+) -> None:
+    """Hundreds of rows of each kind per flush: several multi-row statements of each size."""
+    plain = _crawl(tmp_path / "plain.db", prepared=False, endpoints_n=endpoints_n)
+    fast = _crawl(tmp_path / "fast.db", prepared=True, endpoints_n=endpoints_n)
+    assert len(plain["check_results"]) == endpoints_n * len(SPECS)
+    assert fast == plain
+
+
+@pytest.mark.parametrize("rows", [0, 1, 2, 3, 511, 512, 513, 1300, 5000])
+@pytest.mark.parametrize("columns", [1, 5, 12, 40, 100])
+def test_chunk_sizes_cover_every_row_within_the_variable_limit(rows: int, columns: int) -> None:
+    sizes = _chunk_sizes(rows, columns)
+    assert sum(sizes) == rows
+    assert all(size & (size - 1) == 0 for size in sizes)  # powers of two: few statement texts
+    assert all(size * columns <= _SQLITE_MAX_VARIABLES for size in sizes)
+    assert sizes == sorted(sizes, reverse=True)
+    assert len(sizes) <= rows // max(sizes, default=1) + 10
+
+
+def test_a_flush_steps_a_few_statements_not_one_per_row(tmp_path: Path) -> None:
+    """The flush's thread takes the GIL back once per statement it steps: thousands of rows
+    go in a handful of statements, none of them an executemany."""
+    store = open_store(f"sqlite:///{tmp_path / 'probe.db'}")
+    try:
+        run_id = store.start_run("nightly", {})
+        endpoints = [store.ensure_endpoint(f"https://h{n}.example/r4") for n in range(400)]
+        writer = StoreWriter(store.engine, run_id)
+        _observe(writer, endpoints)
+        rows = len(writer._buffer)
+        executed: list[tuple[str, bool]] = []
+
+        def count(
+            conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+        ) -> None:
+            executed.append((statement.split(None, 1)[0].upper(), many))
+
+        event.listen(store.engine, "before_cursor_execute", count)
+        try:
+            assert writer.flush()
+        finally:
+            event.remove(store.engine, "before_cursor_execute", count)
+        inserts = [many for verb, many in executed if verb == "INSERT"]
+        assert rows > 2000 and writer.stats().rejected_rows == 0
+        assert not any(inserts), "an executemany steps once per row"
+        assert len(inserts) <= 6 * 6  # six kinds of rows, a few statement sizes each
+        assert _contents(store)["document_sightings"]
+    finally:
+        store.close()
 
 
 def test_a_refused_row_is_still_set_aside_alone(tmp_path: Path) -> None:
