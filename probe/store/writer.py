@@ -3,9 +3,11 @@
 The crawl produces observations fast and from many tasks; the writer buffers them and writes
 them in batches, one transaction per flush, when enough have accumulated (`batch_size` rows),
 when `flush_interval` seconds have passed, or on an explicit :meth:`StoreWriter.flush`.
-Request rows, by far the most numerous, go through a Core ``insert()`` executemany. On SQLite
-the other rows are converted for the driver before the flush's transaction begins, so the
-database's single write lock, which other workers wait for, is held only to run the statements.
+On PostgreSQL request rows go through ``COPY`` and the rest through executemany. On SQLite
+every row is converted for the driver before the flush's transaction begins and rows go several
+hundred to a statement, so the database's single write lock, which other workers wait for, is
+held only to step a few statements (the thread gives the GIL away and takes it back once per
+statement stepped, not once per row).
 
 If a flush fails because the database is unreachable, nothing is lost: the batch goes back
 into the buffer, the failure is counted, and the next flush retries it (automatic flushes
