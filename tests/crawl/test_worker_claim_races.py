@@ -36,7 +36,16 @@ def run(store: Store) -> Iterator[tuple[int, list[int]]]:
     yield run_id, ids
 
 
-def _source(store: Store, run_id: int, ids: list[int], writer: Any) -> ClaimingSource:
+def _source(
+    store: Store, run_id: int, ids: list[int], writer: Any, **overrides: Any
+) -> ClaimingSource:
+    options: dict[str, Any] = {
+        "lease": timedelta(seconds=3),  # the race waited for this to expire
+        "host_interval": 0.0,
+        "slice_size": 4,
+        "poll": 0.01,
+        **overrides,
+    }
     return ClaimingSource(
         store,
         run_id,
@@ -44,10 +53,7 @@ def _source(store: Store, run_id: int, ids: list[int], writer: Any) -> ClaimingS
         writer,
         window=4,
         per_host=1,
-        lease=timedelta(seconds=3),  # the race waited for this to expire
-        host_interval=0.0,
-        slice_size=4,
-        poll=0.01,
+        **options,
     )
 
 
@@ -129,15 +135,7 @@ def test_a_worker_waiting_on_the_last_host_of_another_sees_the_run_end_soon(
     other = claim_host(store.engine, run_id, "other-worker")  # takes the host's every target
     assert other is not None and sorted(other.endpoint_ids) == sorted(ids)
     writer = store.writer(run_id).start()
-    source = ClaimingSource(
-        store,
-        run_id,
-        {eid: object() for eid in ids},  # type: ignore[misc]  # targets are opaque here
-        writer,
-        window=4,
-        per_host=1,
-        poll=30.0,  # were it used, the test would time out
-    )
+    source = _source(store, run_id, ids, writer, poll=30.0)  # were it used: a time-out
     handed_back: list[float] = []
 
     def the_other_worker_finishes() -> None:
