@@ -364,17 +364,23 @@ def writer_rejections(store: Store) -> int:
         return int(conn.scalar(text("select count(*) from run_targets where status = 'failed'")))
 
 
+def _reject_requests_to(monkeypatch: pytest.MonkeyPatch, marker: str) -> None:
+    """The database refuses every batch holding a request row whose URL contains `marker`, as
+    PostgreSQL refuses a NUL byte, whichever way the writer sends its rows."""
+    real = writer_module._write
+
+    def picky(conn: Any, run_id: int, batch: Any, prepared: Any = None) -> int:
+        if any(marker in str(r.get("url")) for r in batch.requests):
+            raise DataError("INSERT", {}, Exception('invalid byte sequence for encoding "UTF8"'))
+        return real(conn, run_id, batch, prepared)
+
+    monkeypatch.setattr(writer_module, "_write", picky)
+
+
 def test_a_rejected_observation_fails_its_target(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = writer_module.bulk_insert
-
-    def picky(conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
-        if any("reject-me" in str(r.get("url")) for r in rows):
-            raise DataError("INSERT", {}, Exception("invalid byte sequence"))
-        real(conn, table, rows)
-
-    monkeypatch.setattr(writer_module, "bulk_insert", picky)
+    _reject_requests_to(monkeypatch, "reject-me")
     run_id = store.start_run(RunKind.NIGHTLY)
     ids = store.upsert_directory(_directory())
     endpoints = [ids[t.key] for t in targets(_directory())]
@@ -395,14 +401,7 @@ def test_a_rejected_observation_fails_its_target(
 def test_a_crawl_whose_observation_was_rejected_does_not_mark_it_done(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = writer_module.bulk_insert
-
-    def picky(conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
-        if any("nul.example" in str(r.get("url")) for r in rows):
-            raise DataError("INSERT", {}, Exception('invalid byte sequence for encoding "UTF8"'))
-        real(conn, table, rows)
-
-    monkeypatch.setattr(writer_module, "bulk_insert", picky)
+    _reject_requests_to(monkeypatch, "nul.example")
     summary = _crawl(store, HostileFleet())
     by_name = {o.target.payer.name: o for o in summary.outcomes}
     assert (by_name["Nul"].error or "").startswith("store_rejected:")
