@@ -721,7 +721,7 @@ class _SqlitePreparer:
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._compiled: dict[tuple[str, tuple[str, ...]], tuple[str, list[Any]]] = {}
-        self._texts: dict[tuple[str, int], str] = {}
+        self._texts: dict[tuple[tuple[str, tuple[str, ...]], int], str] = {}
 
     def prepare(self, batch: _Buffer, run_id: int) -> dict[str, _DriverRows]:
         """The batch's rows of every kind as driver statements, document sightings included
@@ -816,9 +816,9 @@ class _SqlitePreparer:
         statements: list[tuple[str, tuple[Any, ...]]] = []
         start = 0
         for size in _chunk_sizes(len(params), len(params[0]) if params else 1):
-            sql = self._texts.get((f"{key}", size))
+            sql = self._texts.get((key, size))
             if sql is None:
-                sql = self._texts[(f"{key}", size)] = text(size)
+                sql = self._texts[(key, size)] = text(size)
             flat = tuple(value for row in params[start : start + size] for value in row)
             statements.append((sql, flat))
             start += size
